@@ -1,0 +1,22 @@
+//! The validated, protobuf-free configuration model of meta-proxy.
+//!
+//! Everything the engine runs on is described here: listeners with their MetaProtocol proxy
+//! (codec, filters, routes), clusters with endpoints. Sources (a bootstrap file today, xDS next)
+//! convert their protobuf messages into these types once, at the edge, after validation; the
+//! engine never sees protobuf. Every type serialises to JSON for the admin `/config_dump`.
+//!
+//! This crate must not depend on protobuf, networking or the engine.
+
+mod cluster;
+mod listener;
+mod route;
+
+pub use cluster::{Cluster, DiscoveryType, Endpoint, LbPolicy};
+pub use listener::{Admin, Bootstrap, FilterConfig, Listener, MetaProtocolProxy};
+pub use route::{
+    Destination, MatchSpec, MetadataMatcher, MirrorPolicy, Pattern, Route, RouteConfig,
+    StringMatch, StringMatchKind, WeightedCluster,
+};
+
+/// Name of the terminal router filter, as Aeraki writes it.
+pub const ROUTER_FILTER: &str = "aeraki.meta_protocol.filters.router";

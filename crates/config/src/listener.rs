@@ -1,0 +1,68 @@
+//! Bootstrap, admin and listeners.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::{Cluster, RouteConfig};
+
+/// A whole static configuration: what `meta-proxy --config FILE` runs.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Bootstrap {
+    /// Node id from the bootstrap (`node.id`), if any.
+    pub node_id: Option<String>,
+    /// Admin server, if configured.
+    pub admin: Option<Admin>,
+    /// Listeners, each running one MetaProtocol proxy.
+    pub listeners: Vec<Listener>,
+    /// Upstream clusters.
+    pub clusters: Vec<Cluster>,
+}
+
+/// The admin HTTP server.
+#[derive(Debug, Clone, Serialize)]
+pub struct Admin {
+    /// Where it listens.
+    pub address: SocketAddr,
+}
+
+/// A listening socket and the MetaProtocol proxy that serves its connections.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listener {
+    /// Listener name (unique).
+    pub name: String,
+    /// Bound address.
+    pub address: SocketAddr,
+    /// The proxy configuration.
+    pub proxy: MetaProtocolProxy,
+}
+
+/// The `aeraki.meta_protocol_proxy.v1alpha.MetaProtocolProxy` network filter, validated.
+#[derive(Debug, Clone, Serialize)]
+pub struct MetaProtocolProxy {
+    /// Prefix of the proxy's statistics (metric label `stat_prefix`).
+    pub stat_prefix: String,
+    /// Application protocol name, e.g. `dubbo` (from `protocol.name` or the deprecated
+    /// `application_protocol`).
+    pub protocol: String,
+    /// Codec name, e.g. `aeraki.meta_protocol.codec.dubbo`.
+    pub codec: String,
+    /// Routes (static `route_config`).
+    pub route_config: RouteConfig,
+    /// Filter chain in order; the last one is always [`FilterConfig::Router`].
+    pub filters: Vec<FilterConfig>,
+    /// Close downstream connections idle for this long.
+    pub idle_timeout: Option<Duration>,
+    /// Largest message accepted in either direction, in bytes.
+    pub max_message_size: usize,
+}
+
+/// One entry of the filter chain.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "name")]
+pub enum FilterConfig {
+    /// `aeraki.meta_protocol.filters.router`: the terminal filter that forwards upstream.
+    #[serde(rename = "aeraki.meta_protocol.filters.router")]
+    Router,
+}
