@@ -14,8 +14,8 @@ mod route;
 pub use cluster::{Cluster, DiscoveryType, Endpoint, LbPolicy};
 pub use listener::{Admin, Bootstrap, FilterConfig, Listener, MetaProtocolProxy};
 pub use route::{
-    Destination, MatchSpec, MetadataMatcher, MirrorPolicy, Pattern, Route, RouteConfig,
-    StringMatch, StringMatchKind, WeightedCluster,
+    DEFAULT_ROUTE_TIMEOUT, Destination, MatchSpec, MetadataMatcher, MirrorPolicy, Pattern, Route,
+    RouteConfig, StringMatch, StringMatchKind, WeightedCluster,
 };
 
 /// Name of the terminal router filter, as Aeraki writes it.

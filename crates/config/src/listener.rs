@@ -25,6 +25,8 @@ pub struct Bootstrap {
 pub struct Admin {
     /// Where it listens.
     pub address: SocketAddr,
+    /// Envoy's (deprecated but honoured) `admin.access_log_path`: one line per admin request.
+    pub access_log_path: Option<String>,
 }
 
 /// A listening socket and the MetaProtocol proxy that serves its connections.

@@ -235,7 +235,13 @@ mod tests {
         assert!(suffix.matches(Some("sayHello")) && !suffix.matches(Some("Hello!")));
         let contains = m(s(StringMatchKind::Contains("yHe".into()), false), false);
         assert!(contains.matches(Some("sayHello")));
-        let re = m(s(StringMatchKind::Regex(Pattern::new("say.*").unwrap()), false), false);
+        let re = m(
+            s(
+                StringMatchKind::Regex(Pattern::new("say.*").unwrap()),
+                false,
+            ),
+            false,
+        );
         assert!(re.matches(Some("sayHello")) && !re.matches(Some("xsayHello")));
     }
 

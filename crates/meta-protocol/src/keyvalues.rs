@@ -33,7 +33,11 @@ impl KeyValues {
     /// Sets `key` to `value`, replacing an existing value of the same key (keeping its position).
     pub fn set(&mut self, key: impl AsRef<str>, value: impl AsRef<str>) {
         let (key, value) = (key.as_ref(), value.as_ref());
-        match self.pairs.iter_mut().find(|(k, _)| k.eq_ignore_ascii_case(key)) {
+        match self
+            .pairs
+            .iter_mut()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        {
             Some((_, v)) => *v = CompactString::from(value),
             None => self
                 .pairs
@@ -43,7 +47,10 @@ impl KeyValues {
 
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<CompactString> {
-        let at = self.pairs.iter().position(|(k, _)| k.eq_ignore_ascii_case(key))?;
+        let at = self
+            .pairs
+            .iter()
+            .position(|(k, _)| k.eq_ignore_ascii_case(key))?;
         Some(self.pairs.remove(at).1)
     }
 

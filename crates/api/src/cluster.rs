@@ -1,0 +1,121 @@
+//! `envoy.config.cluster.v3.Cluster` → model.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use meta_config::{Cluster, DiscoveryType, Endpoint, LbPolicy};
+
+use crate::error::ConfigError;
+use crate::listener::socket_address;
+use crate::view::View;
+
+/// Envoy's default `connect_timeout`.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Envoy's default `dns_refresh_rate`.
+pub const DEFAULT_DNS_REFRESH_RATE: Duration = Duration::from_secs(5);
+
+pub(crate) fn cluster(c: &View) -> Result<Cluster, ConfigError> {
+    c.only(&[
+        "name",
+        "type",
+        "connect_timeout",
+        "lb_policy",
+        "dns_refresh_rate",
+        "load_assignment",
+    ])?;
+    let name = c.str("name");
+    if name.is_empty() {
+        return Err(ConfigError::new(c.at("name"), "required"));
+    }
+    let discovery = match c.enum_num("type") {
+        0 => DiscoveryType::Static,
+        1 => DiscoveryType::StrictDns,
+        _ => {
+            return Err(ConfigError::new(
+                c.at("type"),
+                format!(
+                    "{} not supported (STATIC or STRICT_DNS)",
+                    c.enum_name("type")
+                ),
+            ));
+        }
+    };
+    let lb_policy = match c.enum_num("lb_policy") {
+        0 => LbPolicy::RoundRobin,
+        3 => LbPolicy::Random,
+        _ => {
+            return Err(ConfigError::new(
+                c.at("lb_policy"),
+                format!(
+                    "{} not supported yet (ROUND_ROBIN or RANDOM)",
+                    c.enum_name("lb_policy")
+                ),
+            ));
+        }
+    };
+    let connect_timeout = c
+        .duration("connect_timeout")?
+        .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+    if connect_timeout.is_zero() {
+        return Err(ConfigError::new(c.at("connect_timeout"), "must be > 0"));
+    }
+    let dns_refresh_rate = c
+        .duration("dns_refresh_rate")?
+        .unwrap_or(DEFAULT_DNS_REFRESH_RATE);
+    if dns_refresh_rate.is_zero() {
+        return Err(ConfigError::new(c.at("dns_refresh_rate"), "must be > 0"));
+    }
+    let mut endpoints = Vec::new();
+    if let Some(la) = c.msg("load_assignment") {
+        la.only(&["cluster_name", "endpoints"])?;
+        for locality in la.list("endpoints") {
+            locality.only(&["lb_endpoints"])?;
+            for lbe in locality.list("lb_endpoints") {
+                endpoints.push(endpoint(&lbe, discovery)?);
+            }
+        }
+    }
+    Ok(Cluster {
+        name,
+        discovery,
+        connect_timeout,
+        lb_policy,
+        endpoints,
+        dns_refresh_rate,
+    })
+}
+
+fn endpoint(lbe: &View, discovery: DiscoveryType) -> Result<Endpoint, ConfigError> {
+    lbe.only(&["endpoint", "load_balancing_weight"])?;
+    let ep = lbe
+        .msg("endpoint")
+        .ok_or_else(|| ConfigError::new(lbe.at("endpoint"), "required"))?;
+    ep.only(&["address"])?;
+    let addr = ep
+        .msg("address")
+        .ok_or_else(|| ConfigError::new(ep.at("address"), "required"))?;
+    let (host, port) = socket_address(&addr)?;
+    if port == 0 {
+        return Err(ConfigError::new(
+            addr.at("socket_address.port_value"),
+            "must be in 1..=65535",
+        ));
+    }
+    if discovery == DiscoveryType::Static && host.parse::<IpAddr>().is_err() {
+        return Err(ConfigError::new(
+            addr.at("socket_address.address"),
+            format!("'{host}' is not an IP address (STATIC cluster; use STRICT_DNS for names)"),
+        ));
+    }
+    let weight = match lbe.wrapped_u32("load_balancing_weight") {
+        None => 1,
+        Some(0) => {
+            return Err(ConfigError::new(
+                lbe.at("load_balancing_weight"),
+                "must be > 0",
+            ));
+        }
+        Some(w) => w,
+    };
+    Ok(Endpoint { host, port, weight })
+}

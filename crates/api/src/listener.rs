@@ -1,0 +1,296 @@
+//! Bootstrap, admin, listeners and the MetaProtocolProxy filter → model.
+
+use std::net::{IpAddr, SocketAddr};
+
+use meta_config::{Admin, FilterConfig, Listener, MetaProtocolProxy, ROUTER_FILTER};
+
+use crate::error::ConfigError;
+use crate::view::View;
+
+/// Type URL of the MetaProtocolProxy network filter config.
+pub const META_PROTOCOL_PROXY_TYPE_URL: &str =
+    "type.googleapis.com/aeraki.meta_protocol_proxy.v1alpha.MetaProtocolProxy";
+
+/// Default `max_message_size` (8 MiB).
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 8 * 1024 * 1024;
+
+/// Filters Aeraki defines that we know but do not run yet.
+const KNOWN_FILTERS: &[&str] = &[
+    "aeraki.meta_protocol.filters.local_ratelimit",
+    "aeraki.meta_protocol.filters.ratelimit",
+    "aeraki.meta_protocol.filters.metadata_exchange",
+    "aeraki.meta_protocol.filters.istio_stats",
+];
+
+pub(crate) fn bootstrap(b: &View) -> Result<meta_config::Bootstrap, ConfigError> {
+    b.only(&["node", "admin", "static_resources"])?;
+    let node_id = match b.msg("node") {
+        Some(node) => {
+            node.only(&["id", "cluster", "metadata"])?;
+            Some(node.str("id")).filter(|s| !s.is_empty())
+        }
+        None => None,
+    };
+    let admin = b.msg("admin").map(|a| admin(&a)).transpose()?;
+    let mut listeners = Vec::new();
+    let mut clusters = Vec::new();
+    if let Some(sr) = b.msg("static_resources") {
+        sr.only(&["listeners", "clusters"])?;
+        for l in sr.list("listeners") {
+            let converted = listener(&l)?;
+            if listeners
+                .iter()
+                .any(|x: &Listener| x.name == converted.name)
+            {
+                return Err(ConfigError::new(
+                    l.at("name"),
+                    format!("duplicate listener name '{}'", converted.name),
+                ));
+            }
+            listeners.push(converted);
+        }
+        for c in sr.list("clusters") {
+            let converted = crate::cluster::cluster(&c)?;
+            if clusters
+                .iter()
+                .any(|x: &meta_config::Cluster| x.name == converted.name)
+            {
+                return Err(ConfigError::new(
+                    c.at("name"),
+                    format!("duplicate cluster name '{}'", converted.name),
+                ));
+            }
+            clusters.push(converted);
+        }
+    }
+    Ok(meta_config::Bootstrap {
+        node_id,
+        admin,
+        listeners,
+        clusters,
+    })
+}
+
+fn admin(a: &View) -> Result<Admin, ConfigError> {
+    a.only(&["access_log_path", "address"])?;
+    let address = a
+        .msg("address")
+        .ok_or_else(|| ConfigError::new(a.at("address"), "required"))?;
+    Ok(Admin {
+        address: ip_socket_address(&address)?,
+        access_log_path: Some(a.str("access_log_path")).filter(|s| !s.is_empty()),
+    })
+}
+
+/// An `envoy.config.core.v3.Address` holding an IP `socket_address`; returns (host, port) checked.
+pub(crate) fn socket_address(addr: &View) -> Result<(String, u16), ConfigError> {
+    addr.only(&["socket_address"])?;
+    let sa = addr
+        .msg("socket_address")
+        .ok_or_else(|| ConfigError::new(addr.at("socket_address"), "required"))?;
+    sa.only(&["address", "port_value", "protocol"])?;
+    if sa.enum_num("protocol") != 0 {
+        return Err(ConfigError::new(sa.at("protocol"), "only TCP is supported"));
+    }
+    let host = sa.str("address");
+    if host.is_empty() {
+        return Err(ConfigError::new(sa.at("address"), "required"));
+    }
+    let port = u16::try_from(sa.u32("port_value"))
+        .map_err(|_| ConfigError::new(sa.at("port_value"), "must be <= 65535"))?;
+    Ok((host, port))
+}
+
+fn ip_socket_address(addr: &View) -> Result<SocketAddr, ConfigError> {
+    let (host, port) = socket_address(addr)?;
+    let ip: IpAddr = host.parse().map_err(|_| {
+        ConfigError::new(
+            addr.at("socket_address.address"),
+            format!("'{host}' is not an IP address"),
+        )
+    })?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// Converts one `envoy.config.listener.v3.Listener`.
+pub(crate) fn listener(l: &View) -> Result<Listener, ConfigError> {
+    l.only(&["name", "address", "filter_chains"])?;
+    let name = l.str("name");
+    if name.is_empty() {
+        return Err(ConfigError::new(l.at("name"), "required"));
+    }
+    let address = l
+        .msg("address")
+        .ok_or_else(|| ConfigError::new(l.at("address"), "required"))?;
+    let address = ip_socket_address(&address)?;
+    let chains = l.list("filter_chains");
+    let [chain] = chains.as_slice() else {
+        return Err(ConfigError::new(
+            l.at("filter_chains"),
+            format!(
+                "exactly one filter chain is supported (got {})",
+                chains.len()
+            ),
+        ));
+    };
+    chain.only(&["filters"])?;
+    let filters = chain.list("filters");
+    let [filter] = filters.as_slice() else {
+        return Err(ConfigError::new(
+            chain.at("filters"),
+            format!(
+                "exactly one network filter (MetaProtocolProxy) is supported (got {})",
+                filters.len()
+            ),
+        ));
+    };
+    filter.only(&["name", "typed_config"])?;
+    let (url, cfg) = filter
+        .any("typed_config")?
+        .ok_or_else(|| ConfigError::new(filter.at("typed_config"), "required"))?;
+    if url != META_PROTOCOL_PROXY_TYPE_URL {
+        return Err(ConfigError::new(
+            filter.at("typed_config"),
+            format!("only {META_PROTOCOL_PROXY_TYPE_URL} is supported (got '{url}')"),
+        ));
+    }
+    Ok(Listener {
+        name,
+        address,
+        proxy: proxy(&cfg)?,
+    })
+}
+
+/// Converts a MetaProtocolProxy config.
+pub(crate) fn proxy(p: &View) -> Result<MetaProtocolProxy, ConfigError> {
+    if p.has("rds") {
+        return Err(ConfigError::new(
+            p.at("rds"),
+            "not supported yet (use route_config)",
+        ));
+    }
+    p.only(&[
+        "stat_prefix",
+        "application_protocol",
+        "route_config",
+        "codec",
+        "meta_protocol_filters",
+        "idle_timeout",
+        "protocol",
+        "max_message_size",
+    ])?;
+    let stat_prefix = p.str("stat_prefix");
+    if stat_prefix.is_empty() {
+        return Err(ConfigError::new(p.at("stat_prefix"), "required"));
+    }
+    let (protocol, codec) = protocol_and_codec(p)?;
+    let route_config = p
+        .msg("route_config")
+        .ok_or_else(|| ConfigError::new(p.at("route_config"), "required (or rds)"))?;
+    let route_config = crate::route::route_config(&route_config)?;
+    let filters = filters(p)?;
+    let max_message_size = match p.wrapped_u32("max_message_size") {
+        None => DEFAULT_MAX_MESSAGE_SIZE,
+        Some(0) => return Err(ConfigError::new(p.at("max_message_size"), "must be > 0")),
+        Some(n) => n as usize,
+    };
+    Ok(MetaProtocolProxy {
+        stat_prefix,
+        protocol,
+        codec,
+        route_config,
+        filters,
+        idle_timeout: p.duration("idle_timeout")?.filter(|d| !d.is_zero()),
+        max_message_size,
+    })
+}
+
+fn codec_name(c: &View) -> Result<String, ConfigError> {
+    c.only(&["name", "config"])?;
+    // The config, if any, must at least be a known message (all built-in ones are empty).
+    c.any("config")?;
+    Ok(c.str("name"))
+}
+
+/// `protocol{name, codec}` wins over the deprecated `application_protocol`/`codec` pair,
+/// field by field, when non-empty.
+fn protocol_and_codec(p: &View) -> Result<(String, String), ConfigError> {
+    let (mut name, mut codec) = (String::new(), String::new());
+    if let Some(proto) = p.msg("protocol") {
+        // multiplexing is accepted: meta-proxy always multiplexes upstream requests.
+        proto.only(&["name", "codec", "multiplexing"])?;
+        name = proto.str("name");
+        if let Some(c) = proto.msg("codec") {
+            codec = codec_name(&c)?;
+        }
+    }
+    if name.is_empty() {
+        name = p.str("application_protocol");
+    }
+    if codec.is_empty()
+        && let Some(c) = p.msg("codec")
+    {
+        codec = codec_name(&c)?;
+    }
+    if name.is_empty() {
+        return Err(ConfigError::new(
+            p.at("protocol.name"),
+            "required (or the deprecated application_protocol)",
+        ));
+    }
+    if codec.is_empty() {
+        return Err(ConfigError::new(
+            p.at("protocol.codec.name"),
+            "required (or the deprecated codec.name)",
+        ));
+    }
+    Ok((name, codec))
+}
+
+fn filters(p: &View) -> Result<Vec<FilterConfig>, ConfigError> {
+    let list = p.list("meta_protocol_filters");
+    if list.is_empty() {
+        return Ok(vec![FilterConfig::Router]);
+    }
+    let last = list.len() - 1;
+    let mut out = Vec::new();
+    for (i, f) in list.iter().enumerate() {
+        f.only(&["name", "config"])?;
+        let name = f.str("name");
+        if name == ROUTER_FILTER {
+            if i != last {
+                return Err(ConfigError::new(
+                    f.path.clone(),
+                    format!("{ROUTER_FILTER} must be the last filter"),
+                ));
+            }
+            if let Some((url, cfg)) = f.any("config")? {
+                if !url.ends_with("/aeraki.meta_protocol_proxy.filters.router.v1alpha.Router") {
+                    return Err(ConfigError::new(
+                        f.at("config"),
+                        format!("expected a Router config (got '{url}')"),
+                    ));
+                }
+                cfg.only(&[])?;
+            }
+            out.push(FilterConfig::Router);
+        } else if KNOWN_FILTERS.contains(&name.as_str()) {
+            return Err(ConfigError::new(
+                f.path.clone(),
+                format!("filter '{name}' is not supported yet"),
+            ));
+        } else {
+            return Err(ConfigError::new(
+                f.at("name"),
+                format!("unknown filter '{name}'"),
+            ));
+        }
+    }
+    if !matches!(out.last(), Some(FilterConfig::Router)) {
+        return Err(ConfigError::new(
+            p.at("meta_protocol_filters"),
+            format!("must end with {ROUTER_FILTER}"),
+        ));
+    }
+    Ok(out)
+}

@@ -1,0 +1,217 @@
+//! [`DubboCodec`]: the [`Codec`] implementation.
+
+use bytes::BytesMut;
+use meta_protocol::{
+    Codec, CodecError, CodecOptions, ErrorKind, Frame, LocalReply, MessageKind, Metadata, Mutation,
+    ResponseStatus, Side,
+};
+
+use crate::body::{RequestBody, ResponseBody, rtype};
+use crate::header::{
+    FLAG_EVENT, HEADER_LEN, HESSIAN2, Header, MAGIC, STATUS_OK, set_body_len, status,
+};
+use crate::hessian::encode;
+
+/// One dubbo2 connection side.
+#[derive(Debug, Clone)]
+pub struct DubboCodec {
+    side: Side,
+    options: CodecOptions,
+}
+
+impl DubboCodec {
+    /// A codec for one side of a connection.
+    pub fn new(side: Side, options: CodecOptions) -> Self {
+        Self { side, options }
+    }
+
+    /// The side this codec was created for.
+    pub fn side(&self) -> Side {
+        self.side
+    }
+}
+
+/// Dubbo status byte of a local reply.
+pub fn status_of(kind: ErrorKind) -> u8 {
+    match kind {
+        ErrorKind::RouteNotFound | ErrorKind::ClusterNotFound => status::SERVICE_NOT_FOUND,
+        ErrorKind::BadResponse => status::BAD_RESPONSE,
+        ErrorKind::Timeout => status::SERVER_TIMEOUT,
+        ErrorKind::BadRequest => status::BAD_REQUEST,
+        ErrorKind::OverLimit => status::SERVER_THREADPOOL_EXHAUSTED,
+        ErrorKind::NoHealthyUpstream | ErrorKind::ConnectFailure | ErrorKind::UpstreamReset => {
+            status::SERVER_ERROR
+        }
+        ErrorKind::Unspecified => status::SERVICE_ERROR,
+    }
+}
+
+/// The header of a whole frame held in `bytes`.
+fn frame_header(bytes: &[u8]) -> Result<Header, CodecError> {
+    match Header::parse(bytes, usize::MAX)? {
+        Some(h) if bytes.len() >= HEADER_LEN + h.body_len => Ok(h),
+        _ => Err(CodecError::malformed(
+            "dubbo: frame shorter than its header and body",
+        )),
+    }
+}
+
+/// Replaces `body[range]` of the frame with `with`, fixing the body length.
+fn splice(
+    frame: &mut Frame,
+    h: &Header,
+    range: std::ops::Range<usize>,
+    with: &[u8],
+) -> Result<(), CodecError> {
+    let body_end = HEADER_LEN + h.body_len;
+    let (start, end) = (HEADER_LEN + range.start, HEADER_LEN + range.end);
+    if start > end || end > body_end {
+        return Err(CodecError::malformed("dubbo: splice out of range"));
+    }
+    let old = &frame.bytes[..];
+    let mut out = BytesMut::with_capacity(old.len() - (end - start) + with.len());
+    out.extend_from_slice(&old[..start]);
+    out.extend_from_slice(with);
+    out.extend_from_slice(&old[end..]);
+    let new_body = h.body_len - (end - start) + with.len();
+    set_body_len(&mut out, new_body)?;
+    frame.bytes = out;
+    frame.meta.body_size = u32::try_from(new_body).unwrap_or(u32::MAX);
+    Ok(())
+}
+
+impl Codec for DubboCodec {
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+        let Some(h) = Header::parse(buf, self.options.max_message_size)? else {
+            return Ok(None);
+        };
+        let total = HEADER_LEN + h.body_len;
+        if buf.len() < total {
+            buf.reserve(total - buf.len());
+            return Ok(None);
+        }
+        let mut meta = h.metadata();
+        let body = &buf[HEADER_LEN..total];
+        match meta.kind {
+            MessageKind::Request | MessageKind::OneWay => {
+                let req = RequestBody::parse(body).map_err(|e| e.with_request(meta.clone()))?;
+                req.fill(&mut meta);
+            }
+            MessageKind::Response if h.status == STATUS_OK => match ResponseBody::parse(body) {
+                Ok(resp) => {
+                    if resp.is_exception() {
+                        meta.status = ResponseStatus::Error;
+                    }
+                    if let Some(att) = &resp.attachments {
+                        for (k, v) in att.strings() {
+                            meta.set(k, v);
+                        }
+                    }
+                }
+                // The frame is well delimited, so it is forwarded and the client decides (e.g.
+                // dubbo-remoting answers a null result with a bare `N`, no result type).
+                Err(_) => meta.status = ResponseStatus::Error,
+            },
+            _ => {
+                if !h.is_request() && h.status != STATUS_OK {
+                    meta.status = ResponseStatus::Error;
+                }
+            }
+        }
+        Ok(Some(Frame::new(meta, buf.split_to(total))))
+    }
+
+    fn encode(&mut self, frame: &mut Frame, mutation: &Mutation) -> Result<(), CodecError> {
+        if mutation.is_empty() {
+            return Ok(());
+        }
+        let h = frame_header(&frame.bytes)?;
+        if h.is_event() {
+            return Ok(());
+        }
+        let body = &frame.bytes[HEADER_LEN..HEADER_LEN + h.body_len];
+        if h.is_request() {
+            let req = RequestBody::parse(body)?;
+            let att = &req.attachments;
+            if let Some(map) = att.merged(body, mutation)? {
+                splice(frame, &h, att.span.clone(), &map)?;
+            }
+        } else if h.status == STATUS_OK {
+            let resp = ResponseBody::parse(body)?;
+            match &resp.attachments {
+                Some(att) => {
+                    if let Some(map) = att.merged(body, mutation)? {
+                        splice(frame, &h, att.span.clone(), &map)?;
+                    }
+                }
+                None => {
+                    // Types 0/1/2 carry no attachments: switch to 3/4/5 and append the map
+                    // after the value, which ends the body.
+                    let mut map = Vec::new();
+                    encode::write_string_map(&mut map, mutation.iter());
+                    splice(frame, &h, h.body_len..h.body_len, &map)?;
+                    let mut t = Vec::new();
+                    encode::write_int(&mut t, resp.rtype + rtype::WITH_ATTACHMENTS);
+                    splice(
+                        frame,
+                        &frame_header(&frame.bytes)?,
+                        resp.rtype_span.clone(),
+                        &t,
+                    )?;
+                }
+            }
+        } else {
+            // An error-status response's body is only the message: nowhere to put attachments,
+            // and refusing would lose the error, so it is forwarded as is.
+            return Ok(());
+        }
+        for (k, v) in mutation.iter() {
+            frame.meta.set(k, v);
+        }
+        Ok(())
+    }
+
+    fn set_request_id(&mut self, frame: &mut Frame, id: u64) -> Result<(), CodecError> {
+        match frame.bytes.get_mut(..HEADER_LEN) {
+            Some(h) if h[..2] == MAGIC.to_be_bytes() => {
+                h[4..12].copy_from_slice(&id.to_be_bytes());
+                frame.meta.request_id = id;
+                Ok(())
+            }
+            _ => Err(CodecError::malformed("dubbo: not a dubbo frame")),
+        }
+    }
+
+    fn on_error(&mut self, request: &Metadata, reply: &LocalReply, out: &mut BytesMut) {
+        let mut body = Vec::with_capacity(reply.message.len() + 3);
+        encode::write_string(&mut body, &reply.message);
+        let mut frame = Vec::with_capacity(HEADER_LEN + body.len());
+        Header::write(
+            &mut frame,
+            HESSIAN2,
+            status_of(reply.kind),
+            request.request_id,
+            body.len(),
+        );
+        frame.extend_from_slice(&body);
+        out.extend_from_slice(&frame);
+    }
+
+    fn heartbeat_reply(&mut self, frame: &Frame, out: &mut BytesMut) -> bool {
+        let Ok(h) = frame_header(&frame.bytes) else {
+            return false;
+        };
+        if !(h.is_request() && h.is_event() && h.is_two_way()) {
+            return false;
+        }
+        let mut reply = Vec::with_capacity(HEADER_LEN + 1);
+        Header::write(&mut reply, HESSIAN2 | FLAG_EVENT, STATUS_OK, h.id, 1);
+        reply.push(b'N');
+        out.extend_from_slice(&reply);
+        true
+    }
+
+    fn max_request_id(&self) -> u64 {
+        i64::MAX as u64
+    }
+}

@@ -1,0 +1,475 @@
+//! The downstream connection manager: decode, filter, route, forward, answer.
+//!
+//! One task per connection reads and decodes; requests are forwarded at once (pipelining) and a
+//! small task per two-way request waits for its outcome (response, local reply, timeout) and
+//! queues the bytes to the connection's single writer, in completion order.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use meta_protocol::{
+    Codec, ErrorKind, Frame, LocalReply, MessageKind, Metadata, Mutation, ResponseStatus, Side,
+    keys,
+};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+
+use crate::filter::{self, FilterStatus, RequestContext};
+use crate::io::{Backlog, write_pump};
+use crate::lb::LbContext;
+use crate::listener::{ListenerRt, ListenerShared, RouteRt, Target, shutdown_signal};
+use crate::upstream::{ForwardError, Outcome, Waiter};
+
+/// Time allowed to flush pending writes once the connection is closing.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Requests in flight on one connection above which reading pauses.
+const MAX_IN_FLIGHT: usize = 4096;
+
+/// Unwritten response bytes on one connection above which reading pauses.
+const MAX_QUEUED_BYTES: usize = 4 * 1024 * 1024;
+
+/// How long a mirrored request's answer is awaited when its route has no timeout.
+const MIRROR_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// State shared by the reader and the per-request tasks of one connection.
+struct Conn {
+    l: Arc<ListenerShared>,
+    codec: Mutex<Box<dyn Codec>>,
+    wtx: mpsc::UnboundedSender<BytesMut>,
+    backlog: Arc<Backlog>,
+    in_flight: AtomicUsize,
+}
+
+/// Decrements the in-flight counters when a request ends, however it ends.
+struct InFlight(Arc<Conn>);
+
+impl InFlight {
+    fn new(conn: &Arc<Conn>) -> Self {
+        conn.in_flight.fetch_add(1, Ordering::Relaxed);
+        conn.l.metrics.requests_active.inc();
+        Self(conn.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.l.metrics.requests_active.dec();
+        self.0.backlog.drained.notify_one();
+    }
+}
+
+/// Why the read loop stopped.
+enum Stop {
+    /// Engine shutdown: let in-flight requests complete (bounded), then close.
+    Drain,
+    /// Close now (peer closed, idle timeout, decode error, read error): in-flight requests are
+    /// cancelled, what is already queued is flushed.
+    Abort,
+}
+
+impl Conn {
+    fn codec(&self) -> MutexGuard<'_, Box<dyn Codec>> {
+        self.codec.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self, bytes: BytesMut) {
+        let n = bytes.len();
+        if self.wtx.send(bytes).is_ok() {
+            self.backlog.add(n);
+        }
+    }
+
+    /// Whether reading must pause: too many requests in flight or too many bytes unwritten.
+    fn saturated(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) >= MAX_IN_FLIGHT
+            || self.backlog.queued() >= MAX_QUEUED_BYTES
+    }
+
+    /// Writes a protocol-native error reply for `request` and counts it.
+    fn local_reply(&self, codec: &mut dyn Codec, request: &Metadata, reply: &LocalReply) {
+        tracing::debug!(listener = %self.l.name, id = request.request_id, "local reply: {reply}");
+        self.l.metrics.count_local_reply(reply.kind);
+        let mut out = BytesMut::new();
+        codec.on_error(request, reply, &mut out);
+        self.write(out);
+    }
+}
+
+/// Serves one downstream connection until it closes.
+pub async fn serve(l: Arc<ListenerShared>, stream: TcpStream) {
+    l.metrics.cx_total.inc();
+    l.metrics.cx_active.inc();
+    let rt = l.rt.load_full();
+    let idle = rt.proxy.idle_timeout.filter(|d| !d.is_zero());
+    let codec = l.factory.new_codec(Side::Downstream, rt.codec_options());
+    drop(rt);
+    let (mut rd, wr) = stream.into_split();
+    let (wtx, mut wrx) = mpsc::unbounded_channel();
+    let backlog = Arc::new(Backlog::default());
+    let b = backlog.clone();
+    let mut writer = tokio::spawn(async move { write_pump(wr, &mut wrx, Some(&b)).await });
+    let conn = Arc::new(Conn {
+        l: l.clone(),
+        codec: Mutex::new(codec),
+        wtx,
+        backlog,
+        in_flight: AtomicUsize::new(0),
+    });
+    let mut tasks = JoinSet::new();
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut shutdown = l.shutdown.clone();
+    let stop = loop {
+        while tasks.try_join_next().is_some() {}
+        if conn.saturated() {
+            // Backpressure: stop reading until answers drain (re-checked every 100 ms).
+            if writer.is_finished() {
+                break Stop::Abort;
+            }
+            let drained = conn.backlog.drained.notified();
+            let _ = tokio::time::timeout(Duration::from_millis(100), drained).await;
+            continue;
+        }
+        let read = async {
+            match idle {
+                Some(d) => tokio::time::timeout(d, rd.read_buf(&mut buf)).await.ok(),
+                None => Some(rd.read_buf(&mut buf).await),
+            }
+        };
+        let read = tokio::select! {
+            r = read => r,
+            _ = shutdown_signal(&mut shutdown) => break Stop::Drain,
+        };
+        match read {
+            None if conn.in_flight.load(Ordering::Relaxed) == 0 => {
+                l.metrics.idle_timeouts.inc();
+                tracing::debug!(listener = %l.name, "idle timeout");
+                break Stop::Abort;
+            }
+            None => continue,
+            // The client is gone (Aeraki resets everything on end of stream too); a client that
+            // only half-closed loses its in-flight answers.
+            Some(Ok(0)) => break Stop::Abort,
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                tracing::debug!(listener = %l.name, "downstream read error: {e}");
+                break Stop::Abort;
+            }
+        }
+        if let Err(stop) = process(&conn, &mut buf, &mut tasks) {
+            break stop;
+        }
+    };
+    if let Stop::Drain = stop {
+        // Let in-flight requests finish unless the client stops reading (writer failed).
+        let all_done = async { while tasks.join_next().await.is_some() {} };
+        let writer_failed = async {
+            while !writer.is_finished() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::timeout(FLUSH_TIMEOUT, all_done) => {}
+            _ = writer_failed => {}
+        }
+    }
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    drop(conn);
+    let _ = tokio::time::timeout(FLUSH_TIMEOUT, &mut writer).await;
+    writer.abort();
+    l.metrics.cx_active.dec();
+}
+
+/// Decodes and handles every whole frame in `buf`. A decode error answers the offending request
+/// if the codec identified it, and stops the connection.
+fn process(conn: &Arc<Conn>, buf: &mut BytesMut, tasks: &mut JoinSet<()>) -> Result<(), Stop> {
+    let rt = conn.l.rt.load_full();
+    let mut codec = conn.codec();
+    loop {
+        let frame = match codec.decode(buf) {
+            Ok(Some(f)) => f,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                conn.l.metrics.decode_errors_downstream.inc();
+                tracing::debug!(listener = %conn.l.name, "downstream decode error: {e}");
+                if let Some(request) = &e.request {
+                    let reply = LocalReply::new(ErrorKind::BadRequest, e.detail.clone());
+                    conn.local_reply(codec.as_mut(), request, &reply);
+                }
+                return Err(Stop::Abort);
+            }
+        };
+        let kind = frame.meta.kind;
+        conn.l.metrics.count_kind(kind);
+        match kind {
+            MessageKind::Heartbeat => {
+                let mut out = BytesMut::new();
+                if codec.heartbeat_reply(&frame, &mut out) {
+                    conn.write(out);
+                }
+            }
+            MessageKind::Request | MessageKind::OneWay | MessageKind::StreamInit => {
+                on_request(conn, &rt, codec.as_mut(), frame, tasks);
+            }
+            other => {
+                tracing::debug!(listener = %conn.l.name, kind = other.as_str(), "unexpected downstream message dropped");
+            }
+        }
+    }
+}
+
+/// Filters, routes and forwards one request; answers locally on any failure.
+fn on_request(
+    conn: &Arc<Conn>,
+    rt: &Arc<ListenerRt>,
+    codec: &mut dyn Codec,
+    mut frame: Frame,
+    tasks: &mut JoinSet<()>,
+) {
+    let start = Instant::now();
+    let l = &conn.l;
+    let two_way = frame.meta.kind != MessageKind::OneWay;
+    let guard = two_way.then(|| InFlight::new(conn));
+    frame
+        .meta
+        .set(keys::APPLICATION_PROTOCOL, l.factory.protocol());
+    let fail = |codec: &mut dyn Codec, meta: &Metadata, kind, msg: String| {
+        if two_way {
+            conn.local_reply(codec, meta, &LocalReply::new(kind, msg));
+        } else {
+            l.metrics.count_local_reply(kind);
+            tracing::debug!(listener = %l.name, "one-way request dropped: {msg}");
+        }
+    };
+    let mut mutation = Mutation::new();
+    if !rt.filters.is_empty() {
+        let mut ctx = RequestContext {
+            listener: &l.name,
+            meta: &mut frame.meta,
+            mutation: &mut mutation,
+        };
+        if let FilterStatus::LocalReply(r) = filter::run_request(&rt.filters, &mut ctx) {
+            return fail(codec, &frame.meta, r.kind, r.message);
+        }
+    }
+    let Some(route) = rt.routes.iter().find(|r| r.matches(&frame.meta)) else {
+        let msg = format!(
+            "meta protocol router: no matched route for request '{}'",
+            frame.meta.request_id
+        );
+        return fail(codec, &frame.meta, ErrorKind::RouteNotFound, msg);
+    };
+    let Some(target) = route.pick() else {
+        let msg = format!("route '{}' has no cluster", route.route.name);
+        return fail(codec, &frame.meta, ErrorKind::ClusterNotFound, msg);
+    };
+    let clusters = l.clusters.load();
+    let Some(cluster) = clusters.get(&target.cluster) else {
+        let msg = format!("unknown cluster '{}'", target.cluster);
+        return fail(codec, &frame.meta, ErrorKind::ClusterNotFound, msg);
+    };
+    let Some(addr) = cluster.pick(&LbContext::default()) else {
+        let msg = format!("no healthy upstream in cluster '{}'", target.cluster);
+        return fail(codec, &frame.meta, ErrorKind::NoHealthyUpstream, msg);
+    };
+    mutation.extend_from(&route.request_mutation);
+    if !mutation.is_empty()
+        && let Err(e) = codec.encode(&mut frame, &mutation)
+    {
+        l.metrics.mutation_failures_request.inc();
+        tracing::debug!(listener = %l.name, "request mutation not applied: {e}");
+    }
+    if !route.mirrors.is_empty() {
+        mirror(conn, rt, route, codec, &frame);
+    }
+    let variant = codec.connection_variant();
+    let up = l.upstream(cluster, addr, variant, rt.codec_options());
+    target.metrics.upstream_requests.inc();
+    let Some(guard) = guard else {
+        if up.forward(frame, None, &mut |_, _| Ok(())).is_err() {
+            l.metrics.count_local_reply(ErrorKind::UpstreamReset);
+        }
+        return;
+    };
+    let meta = frame.meta.clone();
+    let (tx, rx) = oneshot::channel();
+    let waiter = Waiter {
+        original_id: meta.request_id,
+        tx,
+        response_mutation: route.response_mutation.clone(),
+    };
+    let mut sent = up.forward(frame, Some(waiter), &mut |f, id| {
+        codec.set_request_id(f, id)
+    });
+    if let Err(ForwardError::Closed(back)) = sent {
+        // The shared connection closed (idle, reset) just now: one retry on a fresh one.
+        let (frame, waiter) = *back;
+        let up = l.upstream(cluster, addr, variant, rt.codec_options());
+        sent = up.forward(frame, waiter, &mut |f, id| codec.set_request_id(f, id));
+    }
+    let (kind, msg) = match sent {
+        Ok(()) => {
+            let pending = Pending {
+                conn: conn.clone(),
+                rt: rt.clone(),
+                meta,
+                start,
+                _guard: guard,
+            };
+            let route_ix = route_index(rt, route);
+            let target_ix = route.targets.iter().position(|t| std::ptr::eq(t, target));
+            tasks.spawn(pending.wait(rx, route_ix, target_ix.unwrap_or(0)));
+            return;
+        }
+        Err(ForwardError::Closed(_) | ForwardError::Lost) => (
+            ErrorKind::UpstreamReset,
+            format!("upstream connection to {addr} closed"),
+        ),
+        Err(ForwardError::Exhausted) => (
+            ErrorKind::OverLimit,
+            "too many requests in flight on the upstream connection".to_owned(),
+        ),
+        Err(ForwardError::SetId(e)) => (
+            ErrorKind::BadRequest,
+            format!("cannot rewrite the request id: {}", e.detail),
+        ),
+    };
+    fail(codec, &meta, kind, msg);
+}
+
+/// Sends a copy of `frame` to each mirror cluster of `route` that takes it; answers are
+/// discarded and failures ignored (counted only as upstream metrics).
+fn mirror(
+    conn: &Arc<Conn>,
+    rt: &ListenerRt,
+    route: &RouteRt,
+    codec: &mut dyn Codec,
+    frame: &Frame,
+) {
+    let l = &conn.l;
+    let clusters = l.clusters.load();
+    let two_way = frame.meta.kind != MessageKind::OneWay;
+    for target in route.mirrors_to_use() {
+        let Some(cluster) = clusters.get(&target.cluster) else {
+            tracing::debug!(cluster = %target.cluster, "mirror cluster unknown");
+            continue;
+        };
+        let Some(addr) = cluster.pick(&LbContext::default()) else {
+            continue;
+        };
+        let up = l.upstream(
+            cluster,
+            addr,
+            codec.connection_variant(),
+            rt.codec_options(),
+        );
+        target.metrics.upstream_requests.inc();
+        let copy = frame.clone();
+        if !two_way {
+            let _ = up.forward(copy, None, &mut |_, _| Ok(()));
+            continue;
+        }
+        let (tx, rx) = oneshot::channel();
+        let waiter = Waiter {
+            original_id: frame.meta.request_id,
+            tx,
+            response_mutation: None,
+        };
+        if up
+            .forward(copy, Some(waiter), &mut |f, id| codec.set_request_id(f, id))
+            .is_ok()
+        {
+            // Keep the waiter alive until the answer (or a bound), then discard it.
+            let bound = route.route.timeout.unwrap_or(MIRROR_TIMEOUT);
+            let metrics = target.metrics.clone();
+            tokio::spawn(async move {
+                if let Ok(Ok(Ok(f))) = tokio::time::timeout(bound, rx).await {
+                    match f.meta.status {
+                        ResponseStatus::Ok => metrics.responses_ok.inc(),
+                        ResponseStatus::Error => metrics.responses_error.inc(),
+                    };
+                }
+            });
+        }
+    }
+}
+
+fn route_index(rt: &ListenerRt, route: &RouteRt) -> usize {
+    rt.routes
+        .iter()
+        .position(|r| std::ptr::eq(r, route))
+        .unwrap_or(0)
+}
+
+/// A forwarded two-way request waiting for its outcome.
+struct Pending {
+    conn: Arc<Conn>,
+    rt: Arc<ListenerRt>,
+    meta: Metadata,
+    start: Instant,
+    _guard: InFlight,
+}
+
+impl Pending {
+    async fn wait(self, rx: oneshot::Receiver<Outcome>, route_ix: usize, target_ix: usize) {
+        let Some(route) = self.rt.routes.get(route_ix) else {
+            return;
+        };
+        let Some(target) = route.targets.get(target_ix) else {
+            return;
+        };
+        let outcome = match route.route.timeout {
+            Some(t) => match tokio::time::timeout(t, rx).await {
+                Ok(r) => r,
+                Err(_) => Ok(Err(LocalReply::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "request '{}' timed out after {} ms",
+                        self.meta.request_id,
+                        t.as_millis()
+                    ),
+                ))),
+            },
+            None => rx.await,
+        };
+        let outcome = outcome.unwrap_or_else(|_| {
+            Err(LocalReply::new(
+                ErrorKind::UpstreamReset,
+                "upstream connection dropped",
+            ))
+        });
+        self.finish(outcome, target);
+    }
+
+    fn finish(&self, outcome: Outcome, target: &Target) {
+        match outcome {
+            Ok(frame) => {
+                match frame.meta.status {
+                    ResponseStatus::Ok => target.metrics.responses_ok.inc(),
+                    ResponseStatus::Error => target.metrics.responses_error.inc(),
+                };
+                for f in &self.rt.filters {
+                    f.on_response(&self.meta, Some(&frame.meta));
+                }
+                self.conn.write(frame.bytes);
+            }
+            Err(reply) => {
+                for f in &self.rt.filters {
+                    f.on_response(&self.meta, None);
+                }
+                let mut codec = self.conn.codec();
+                self.conn.local_reply(codec.as_mut(), &self.meta, &reply);
+            }
+        }
+        target
+            .metrics
+            .duration
+            .observe(self.start.elapsed().as_secs_f64());
+    }
+}

@@ -1,0 +1,290 @@
+//! A listener at runtime: its swappable route table, its upstream pool and the accept loop.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use meta_config::{Destination, MetaProtocolProxy, Route};
+use meta_protocol::{CodecFactory, CodecOptions, Metadata, Mutation, Side};
+use rand::Rng;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::cluster::{ClusterMap, ClusterState};
+use crate::filter::Filter;
+use crate::metrics::{ListenerMetrics, Metrics, RouteMetrics};
+use crate::upstream::{ResponseMutation, UpstreamConn, UpstreamSpec};
+
+/// One cluster a route may send to.
+pub struct Target {
+    /// Cluster name.
+    pub cluster: String,
+    /// Relative weight.
+    pub weight: u32,
+    /// Metric handles for this route × cluster.
+    pub metrics: RouteMetrics,
+}
+
+/// A route ready to run: matchers, precomputed mutations and targets with metric handles.
+pub struct RouteRt {
+    /// The route as configured.
+    pub route: Route,
+    /// Route `request_mutation` as a [`Mutation`].
+    pub request_mutation: Mutation,
+    /// Route `response_mutation`, `None` when empty.
+    pub response_mutation: Option<Arc<ResponseMutation>>,
+    /// Destination clusters.
+    pub targets: Vec<Target>,
+    /// Mirror clusters, with the share of requests copied (parts per million).
+    pub mirrors: Vec<(Target, u32)>,
+    total_weight: u64,
+}
+
+impl RouteRt {
+    /// Whether every matcher holds for `meta`.
+    pub fn matches(&self, meta: &Metadata) -> bool {
+        self.route
+            .matchers
+            .iter()
+            .all(|m| m.matches(meta.get(&m.name)))
+    }
+
+    /// The mirror targets that take a copy of this request.
+    pub fn mirrors_to_use(&self) -> impl Iterator<Item = &Target> {
+        self.mirrors.iter().filter_map(|(t, ppm)| {
+            let take = *ppm >= 1_000_000 || rand::rng().random_range(0..1_000_000) < *ppm;
+            take.then_some(t)
+        })
+    }
+
+    /// The target cluster for one request (weighted random for a split).
+    pub fn pick(&self) -> Option<&Target> {
+        if self.targets.len() <= 1 || self.total_weight == 0 {
+            return self.targets.first();
+        }
+        let mut r = rand::rng().random_range(0..self.total_weight);
+        for t in &self.targets {
+            if r < u64::from(t.weight) {
+                return Some(t);
+            }
+            r -= u64::from(t.weight);
+        }
+        self.targets.last()
+    }
+}
+
+/// The swappable part of a listener: proxy config, routes, filters.
+pub struct ListenerRt {
+    /// The proxy configuration.
+    pub proxy: MetaProtocolProxy,
+    /// Routes in order.
+    pub routes: Vec<RouteRt>,
+    /// Filters before the router.
+    pub filters: Vec<Arc<dyn Filter>>,
+}
+
+impl ListenerRt {
+    /// Builds the runtime form of `proxy` for listener `name`.
+    pub fn build(
+        name: &str,
+        proxy: MetaProtocolProxy,
+        metrics: &Metrics,
+        lm: &ListenerMetrics,
+    ) -> Self {
+        let routes = proxy
+            .route_config
+            .routes
+            .iter()
+            .map(|r| {
+                let targets: Vec<Target> = match &r.destination {
+                    Destination::Cluster(c) => vec![(c.clone(), 1)],
+                    Destination::WeightedClusters(w) => {
+                        w.iter().map(|w| (w.name.clone(), w.weight)).collect()
+                    }
+                }
+                .into_iter()
+                .map(|(cluster, weight)| Target {
+                    metrics: metrics.route(name, &r.name, &cluster),
+                    cluster,
+                    weight,
+                })
+                .collect();
+                let response_mutation = (!r.response_mutation.is_empty()).then(|| {
+                    Arc::new(ResponseMutation {
+                        mutation: r.response_mutation.iter().map(|(k, v)| (k, v)).collect(),
+                        failures: lm.mutation_failures_response.clone(),
+                    })
+                });
+                let mirrors = r
+                    .mirrors
+                    .iter()
+                    .map(|m| {
+                        let target = Target {
+                            metrics: metrics.route(name, &r.name, &m.cluster),
+                            cluster: m.cluster.clone(),
+                            weight: 1,
+                        };
+                        (target, m.fraction_per_million)
+                    })
+                    .collect();
+                RouteRt {
+                    mirrors,
+                    request_mutation: r.request_mutation.iter().map(|(k, v)| (k, v)).collect(),
+                    response_mutation,
+                    total_weight: targets.iter().map(|t| u64::from(t.weight)).sum(),
+                    targets,
+                    route: r.clone(),
+                }
+            })
+            .collect();
+        Self {
+            proxy,
+            routes,
+            filters: Vec::new(),
+        }
+    }
+
+    /// Codec options from the proxy config.
+    pub fn codec_options(&self) -> CodecOptions {
+        CodecOptions {
+            max_message_size: self.proxy.max_message_size,
+        }
+    }
+}
+
+type PoolKey = (SocketAddr, u32);
+
+/// How many upstream connections a listener opens per (cluster, endpoint, variant).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamLimits {
+    /// At most this many connections (at least 1).
+    pub max_connections: usize,
+    /// Open another connection when the least busy one has this many requests in flight.
+    pub busy_threshold: usize,
+}
+
+impl Default for UpstreamLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1,
+            busy_threshold: 512,
+        }
+    }
+}
+
+/// A listener: fixed identity and codec, swappable routes, shared upstream pool.
+pub struct ListenerShared {
+    /// Listener name.
+    pub name: String,
+    /// The codec factory of its protocol.
+    pub factory: Arc<dyn CodecFactory>,
+    /// Metric handles.
+    pub metrics: ListenerMetrics,
+    /// Routes and proxy config, swapped live.
+    pub rt: ArcSwap<ListenerRt>,
+    /// Every cluster of the engine.
+    pub clusters: Arc<ArcSwap<ClusterMap>>,
+    /// Flips to `true` when the engine shuts down.
+    pub shutdown: watch::Receiver<bool>,
+    pool: Mutex<HashMap<String, HashMap<PoolKey, Vec<UpstreamConn>>>>,
+    limits: UpstreamLimits,
+}
+
+impl ListenerShared {
+    /// A listener runtime.
+    pub fn new(
+        name: String,
+        factory: Arc<dyn CodecFactory>,
+        metrics: ListenerMetrics,
+        rt: ListenerRt,
+        clusters: Arc<ArcSwap<ClusterMap>>,
+        shutdown: watch::Receiver<bool>,
+        limits: UpstreamLimits,
+    ) -> Self {
+        Self {
+            name,
+            factory,
+            metrics,
+            rt: ArcSwap::from_pointee(rt),
+            clusters,
+            shutdown,
+            pool: Mutex::new(HashMap::new()),
+            limits,
+        }
+    }
+
+    /// A shared upstream connection to `addr` of `cluster` for downstream variant `variant`:
+    /// the least busy open one; a new one if there is none, or if all are busy and the limit
+    /// allows more.
+    pub fn upstream(
+        &self,
+        cluster: &ClusterState,
+        addr: SocketAddr,
+        variant: u32,
+        options: CodecOptions,
+    ) -> UpstreamConn {
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        let name = &cluster.config.name;
+        if let Some(conns) = pool.get_mut(name).and_then(|m| m.get_mut(&(addr, variant))) {
+            conns.retain(|c| !c.is_closed());
+            let best = conns
+                .iter()
+                .map(|c| (c.in_flight(), c))
+                .min_by_key(|(n, _)| *n);
+            if let Some((n, c)) = best
+                && (n < self.limits.busy_threshold || conns.len() >= self.limits.max_connections)
+            {
+                return c.clone();
+            }
+        }
+        let conn = UpstreamConn::spawn(UpstreamSpec {
+            addr,
+            connect_timeout: cluster.config.connect_timeout,
+            codec: self.factory.new_codec(Side::Upstream, options),
+            correlation: self.factory.correlation(),
+            cluster: cluster.metrics.clone(),
+            listener: self.metrics.clone(),
+        });
+        pool.entry(name.clone())
+            .or_default()
+            .entry((addr, variant))
+            .or_default()
+            .push(conn.clone());
+        conn
+    }
+
+    /// Accepts connections until shutdown.
+    pub async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            tokio::select! {
+                r = listener.accept() => match r {
+                    Ok((stream, peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        tracing::debug!(listener = %self.name, %peer, "accepted");
+                        tokio::spawn(crate::conn::serve(self.clone(), stream));
+                    }
+                    Err(e) => {
+                        tracing::warn!(listener = %self.name, "accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                },
+                _ = shutdown_signal(&mut shutdown) => return,
+            }
+        }
+    }
+}
+
+/// Resolves once shutdown was requested (never if the engine is dropped without it).
+pub async fn shutdown_signal(rx: &mut watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}

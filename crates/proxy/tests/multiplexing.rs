@@ -1,0 +1,63 @@
+//! Many clients, one upstream connection, out-of-order answers: every response reaches its caller.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+
+use common::*;
+use custom_codec_example::request;
+
+const CLIENTS: u32 = 50;
+const REQUESTS: u32 = 200;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_clients_share_one_upstream_connection() {
+    bounded(async {
+        let (a, seen) = backend("a", 3).await;
+        let (engine, addr) =
+            start(bootstrap(proxy(vec![route("all", vec![], to("a"))]), vec![cluster("a", &[a])]))
+                .await;
+        // Open the upstream connection first so that all clients share it.
+        let mut warm = Client::connect(addr).await;
+        assert_eq!(warm.call(1, 1, b"warm").await, (false, "a:warm".into()));
+        let mut clients = Vec::new();
+        for c in 0..CLIENTS {
+            clients.push(tokio::spawn(async move {
+                let mut client = Client::connect(addr).await;
+                // Every client uses the same ids 1..=200: only id rewriting keeps them apart.
+                let mut wire = Vec::new();
+                for r in 1..=REQUESTS {
+                    wire.extend_from_slice(&request(r, 1, format!("c{c}-r{r}").as_bytes()));
+                }
+                // Pipelined, in a few writes.
+                for chunk in wire.chunks(4096) {
+                    client.send(chunk).await;
+                }
+                let mut got = HashSet::new();
+                for _ in 0..REQUESTS {
+                    let f = client.recv().await.expect("a response");
+                    let id = f.meta.request_id as u32;
+                    let body = String::from_utf8_lossy(&f.bytes[16..]).into_owned();
+                    assert_eq!(body, format!("a:c{c}-r{id}"), "response for another caller");
+                    assert!(got.insert(id), "duplicate response {id}");
+                }
+                got.len()
+            }));
+        }
+        for c in clients {
+            assert_eq!(c.await.unwrap(), REQUESTS as usize);
+        }
+        assert_eq!(seen.connections.load(Ordering::SeqCst), 1, "one upstream connection");
+        let total = CLIENTS * REQUESTS + 1;
+        assert_eq!(seen.requests.load(Ordering::SeqCst), total as usize);
+        let text = engine.metrics_text();
+        assert!(text.contains(&format!(
+            r#"meta_protocol_responses_total{{listener="l",route="all",cluster="a",status="ok"}} {total}"#
+        )));
+        assert!(text.contains(r#"meta_protocol_upstream_connections_total{cluster="a"} 1"#));
+        assert!(text.contains(r#"meta_protocol_requests_active{listener="l"} 0"#), "{text}");
+    })
+    .await;
+}

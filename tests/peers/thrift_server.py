@@ -1,0 +1,47 @@
+#!/usr/bin/env python3
+"""thriftpy2 HelloService server (real third-party Thrift peer).
+
+  thrift_server.py --port P --name v1 --protocol binary|compact|binary-nonstrict
+                   --transport framed|buffered [--delay-ms N] [--idle-close-ms N]
+
+Prints "READY" once listening on 127.0.0.1:P. One thread per connection; requests on one connection are
+served in order.
+"""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from thrift_common import Handler, tp2_factories, tp2_module  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--name", default="v1")
+    ap.add_argument("--protocol", choices=("binary", "compact", "binary-nonstrict"), default="binary")
+    ap.add_argument("--transport", choices=("framed", "buffered"), default="framed")
+    ap.add_argument("--delay-ms", type=int, default=0)
+    ap.add_argument("--idle-close-ms", type=int, default=0,
+                    help="close a connection idle for this long (0: never)")
+    a = ap.parse_args()
+
+    from thriftpy2.rpc import make_server
+    from thriftpy2.thrift import TApplicationException
+
+    mod = tp2_module()
+    handler = Handler(a.name, a.delay_ms, mod.BadInput, TApplicationException)
+    proto, trans = tp2_factories(a.protocol, a.transport)
+    # client_timeout=0: never close idle connections (a proxy keeps its upstream connections open)
+    server = make_server(mod.HelloService, handler, "127.0.0.1", a.port, proto_factory=proto,
+                         trans_factory=trans, client_timeout=a.idle_close_ms)
+    server.trans.listen()
+    server.trans.listen = lambda: None
+    print("READY", flush=True)
+    server.serve()
+
+
+if __name__ == "__main__":
+    main()
