@@ -1,0 +1,3 @@
+//! `aeraki`: the control plane binary (serve, validate, render, status, demo).
+
+fn main() {}
