@@ -1,0 +1,195 @@
+//! State-of-the-world streams (ADS `StreamAggregatedResources`, RDS `StreamRoutes`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use tokio::sync::mpsc;
+use tonic::{Status, Streaming};
+
+use crate::snapshot::{Entry, Fnv, Snapshot, TypeResources, is_wildcard_type, push_rank};
+use crate::stream::Conn;
+
+type Tx = mpsc::Sender<Result<DiscoveryResponse, Status>>;
+
+/// The exchange for one type URL.
+#[derive(Debug, Default)]
+struct TypeState {
+    /// Everything of the type is wanted.
+    wildcard: bool,
+    /// The first request had no names (LDS/CDS): an empty list keeps meaning "everything".
+    legacy_wildcard: bool,
+    names: BTreeSet<String>,
+    /// Nonce and version of the last response sent.
+    nonce: Option<String>,
+    version: Option<String>,
+    /// Fingerprint of the last response's content, to skip identical pushes.
+    fingerprint: Option<u64>,
+    /// A request must be answered (even with unchanged content) once a snapshot exists.
+    pending: bool,
+}
+
+/// Runs one stream until the client goes away or a request is refused.
+pub(crate) async fn run(mut conn: Conn, mut requests: Streaming<DiscoveryRequest>, tx: Tx) {
+    let mut snapshots = conn.subscribe();
+    let mut types: BTreeMap<String, TypeState> = BTreeMap::new();
+    loop {
+        tokio::select! {
+            message = requests.message() => match message {
+                Ok(Some(request)) => {
+                    // Not `borrow_and_update`: a newer snapshot seen here must still wake the
+                    // push branch, or types this request does not answer would miss it.
+                    let snapshot = snapshots.borrow().clone();
+                    match on_request(&mut conn, &mut types, request) {
+                        Ok(Some(type_url)) => {
+                            if !respond(&conn, &mut types, &type_url, &snapshot, &tx).await {
+                                return;
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(status) => {
+                            tracing::warn!(node = %conn.node_id(), %status, "refusing xDS request");
+                            let _ = tx.send(Err(status)).await;
+                            return;
+                        }
+                    }
+                }
+                Ok(None) => return,
+                Err(status) => {
+                    tracing::debug!(node = %conn.node_id(), %status, "xDS stream ended with an error");
+                    return;
+                }
+            },
+            changed = snapshots.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let snapshot = snapshots.borrow_and_update().clone();
+                let mut order: Vec<String> = types.keys().cloned().collect();
+                order.sort_by_key(|t| push_rank(t));
+                for type_url in order {
+                    if !respond(&conn, &mut types, &type_url, &snapshot, &tx).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Applies one request: ACK/NACK bookkeeping and the subscription. Returns the type URL
+/// when a response may be due.
+fn on_request(
+    conn: &mut Conn,
+    types: &mut BTreeMap<String, TypeState>,
+    request: DiscoveryRequest,
+) -> Result<Option<String>, Status> {
+    let type_url = conn.type_url(&request.type_url)?;
+    conn.identify(request.node.as_ref())?;
+    if !request.resource_locators.is_empty() {
+        return Err(Status::invalid_argument(format!(
+            "resource_locators ({type_url}): xDS-TP resource locators are not supported"
+        )));
+    }
+    let first = !types.contains_key(&type_url);
+    let state = types.entry(type_url.clone()).or_default();
+    let initial = request.response_nonce.is_empty();
+    if !initial {
+        if state.nonce.as_deref() != Some(request.response_nonce.as_str()) {
+            tracing::debug!(
+                node = %conn.node_id(),
+                type_url,
+                nonce = request.response_nonce,
+                "ignoring a request with a stale nonce"
+            );
+            return Ok(None);
+        }
+        let sent = state.version.clone().unwrap_or_default();
+        match &request.error_detail {
+            Some(detail) => conn.record_nack(&type_url, &sent, detail),
+            None => conn.record_ack(&type_url, &request.version_info),
+        }
+    }
+
+    let mut names: BTreeSet<String> = request.resource_names.into_iter().collect();
+    let explicit = names.remove("*");
+    if first {
+        state.legacy_wildcard = is_wildcard_type(&type_url) && names.is_empty() && !explicit;
+    }
+    let wildcard = explicit || (state.legacy_wildcard && names.is_empty());
+    let changed = first || wildcard != state.wildcard || names != state.names;
+    state.wildcard = wildcard;
+    state.names = names;
+    if changed {
+        let list: Vec<String> = state.names.iter().cloned().collect();
+        conn.record_subscription(&type_url, wildcard, &list);
+    }
+    if initial {
+        state.pending = true;
+    }
+    Ok((initial || changed).then_some(type_url))
+}
+
+/// Sends the type's current response if one is pending or its content changed. Returns false
+/// when the client has gone.
+async fn respond(
+    conn: &Conn,
+    types: &mut BTreeMap<String, TypeState>,
+    type_url: &str,
+    snapshot: &Arc<Snapshot>,
+    tx: &Tx,
+) -> bool {
+    let Some(state) = types.get_mut(type_url) else {
+        return true;
+    };
+    if snapshot.version == 0 {
+        return true; // nothing published yet: answer after the first publish
+    }
+    let Some(flavor) = conn.flavor() else {
+        return true;
+    };
+    let all = snapshot.resources(flavor, type_url);
+    let selected = select(all, state);
+    let mut hash = Fnv::new();
+    for (name, entry) in &selected {
+        hash.write(name.as_bytes());
+        hash.write(&[0]);
+        hash.write(entry.version.as_bytes());
+        hash.write(&[0]);
+    }
+    let fingerprint = hash.finish();
+    if !state.pending && state.fingerprint == Some(fingerprint) {
+        return true;
+    }
+    let version = snapshot.version_string();
+    let nonce = conn.shared.next_nonce();
+    let response = DiscoveryResponse {
+        version_info: version.clone(),
+        resources: selected.iter().map(|(_, e)| e.any.clone()).collect(),
+        type_url: type_url.to_owned(),
+        nonce: nonce.clone(),
+        ..Default::default()
+    };
+    state.pending = false;
+    state.fingerprint = Some(fingerprint);
+    state.nonce = Some(nonce.clone());
+    state.version = Some(version.clone());
+    conn.record_sent(type_url, &version, &nonce);
+    tracing::debug!(node = %conn.node_id(), type_url, version, nonce, count = selected.len(), "xDS response");
+    tx.send(Ok(response)).await.is_ok()
+}
+
+/// The resources a subscription selects: all for a wildcard, else the named ones that exist.
+fn select<'a>(all: Option<&'a TypeResources>, state: &TypeState) -> Vec<(&'a String, &'a Entry)> {
+    let Some(all) = all else {
+        return Vec::new();
+    };
+    if state.wildcard {
+        return all.iter().collect();
+    }
+    state
+        .names
+        .iter()
+        .filter_map(|name| all.get_key_value(name))
+        .collect()
+}
