@@ -12,6 +12,14 @@ const ENVOY_ROOTS: &[&str] = &[
     "envoy/extensions/access_loggers/file/v3/file.proto",
     "envoy/extensions/access_loggers/stream/v3/stream.proto",
     "envoy/config/trace/v3/zipkin.proto",
+    // Translation output of the control plane (aeraki-translate renders these to JSON).
+    "envoy/config/route/v3/route.proto",
+    "envoy/config/endpoint/v3/endpoint.proto",
+    "envoy/extensions/filters/network/dubbo_proxy/v3/dubbo_proxy.proto",
+    "envoy/extensions/filters/network/dubbo_proxy/router/v3/router.proto",
+    "envoy/extensions/filters/network/thrift_proxy/v3/thrift_proxy.proto",
+    "envoy/extensions/filters/network/thrift_proxy/router/v3/router.proto",
+    "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto",
 ];
 
 /// Our own protos (relative to `proto/`).
