@@ -319,7 +319,10 @@ mod tests {
             outbound_cluster_name(20880, Some("v1"), "a.b.svc.cluster.local"),
             "outbound|20880|v1|a.b.svc.cluster.local"
         );
-        assert_eq!(outbound_cluster_name(9090, None, "t.x"), "outbound|9090||t.x");
+        assert_eq!(
+            outbound_cluster_name(9090, None, "t.x"),
+            "outbound|9090||t.x"
+        );
         assert_eq!(route_config_name("t.x", 9090), "t.x_9090");
     }
 }
@@ -362,7 +365,10 @@ pub mod resources {
         }
 
         /// Resources of one type (empty when none).
-        pub fn of_type(&self, type_url: &str) -> impl Iterator<Item = (&String, &prost_types::Any)> {
+        pub fn of_type(
+            &self,
+            type_url: &str,
+        ) -> impl Iterator<Item = (&String, &prost_types::Any)> {
             self.by_type.get(type_url).into_iter().flatten()
         }
     }

@@ -14,9 +14,11 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Envoy's default `dns_refresh_rate`.
 pub const DEFAULT_DNS_REFRESH_RATE: Duration = Duration::from_secs(5);
 
-pub(crate) fn cluster(c: &View) -> Result<Cluster, ConfigError> {
+/// Converts a cluster; `ads`: EDS over ADS is available.
+pub(crate) fn cluster(c: &View, ads: bool) -> Result<Cluster, ConfigError> {
     c.only(&[
         "name",
+        "eds_cluster_config",
         "type",
         "connect_timeout",
         "lb_policy",
@@ -30,11 +32,18 @@ pub(crate) fn cluster(c: &View) -> Result<Cluster, ConfigError> {
     let discovery = match c.enum_num("type") {
         0 => DiscoveryType::Static,
         1 => DiscoveryType::StrictDns,
+        3 if ads => DiscoveryType::Eds,
+        3 => {
+            return Err(ConfigError::new(
+                c.at("type"),
+                "EDS needs dynamic_resources.ads_config in the bootstrap",
+            ));
+        }
         _ => {
             return Err(ConfigError::new(
                 c.at("type"),
                 format!(
-                    "{} not supported (STATIC or STRICT_DNS)",
+                    "{} not supported (STATIC, STRICT_DNS or EDS)",
                     c.enum_name("type")
                 ),
             ));
@@ -66,14 +75,40 @@ pub(crate) fn cluster(c: &View) -> Result<Cluster, ConfigError> {
         return Err(ConfigError::new(c.at("dns_refresh_rate"), "must be > 0"));
     }
     let mut endpoints = Vec::new();
-    if let Some(la) = c.msg("load_assignment") {
-        la.only(&["cluster_name", "endpoints"])?;
-        for locality in la.list("endpoints") {
-            locality.only(&["lb_endpoints"])?;
-            for lbe in locality.list("lb_endpoints") {
-                endpoints.push(endpoint(&lbe, discovery)?);
-            }
+    let mut eds_service_name = None;
+    if discovery == DiscoveryType::Eds {
+        if c.has("load_assignment") {
+            return Err(ConfigError::new(
+                c.at("load_assignment"),
+                "not allowed on an EDS cluster (endpoints come from EDS)",
+            ));
         }
+        let service = match c.msg("eds_cluster_config") {
+            Some(ec) => {
+                ec.only(&["eds_config", "service_name"])?;
+                let source = ec
+                    .msg("eds_config")
+                    .ok_or_else(|| ConfigError::new(ec.at("eds_config"), "required"))?;
+                crate::xds::ads_source(&source)?;
+                ec.str("service_name")
+            }
+            None => {
+                return Err(ConfigError::new(c.at("eds_cluster_config"), "required"));
+            }
+        };
+        eds_service_name = Some(if service.is_empty() {
+            name.clone()
+        } else {
+            service
+        });
+    } else if c.has("eds_cluster_config") {
+        return Err(ConfigError::new(
+            c.at("eds_cluster_config"),
+            "only allowed on an EDS cluster",
+        ));
+    }
+    if let Some(la) = c.msg("load_assignment") {
+        endpoints = load_assignment(&la, discovery)?;
     }
     Ok(Cluster {
         name,
@@ -82,7 +117,25 @@ pub(crate) fn cluster(c: &View) -> Result<Cluster, ConfigError> {
         lb_policy,
         endpoints,
         dns_refresh_rate,
+        eds_service_name,
     })
+}
+
+/// The endpoints of a `ClusterLoadAssignment` (a cluster's `load_assignment`, or EDS).
+pub(crate) fn load_assignment(
+    la: &View,
+    discovery: DiscoveryType,
+) -> Result<Vec<Endpoint>, ConfigError> {
+    la.only(&["cluster_name", "endpoints"])?;
+    let mut endpoints = Vec::new();
+    for locality in la.list("endpoints") {
+        // `locality` is a label only (no locality-weighted balancing).
+        locality.only(&["lb_endpoints", "locality"])?;
+        for lbe in locality.list("lb_endpoints") {
+            endpoints.push(endpoint(&lbe, discovery)?);
+        }
+    }
+    Ok(endpoints)
 }
 
 fn endpoint(lbe: &View, discovery: DiscoveryType) -> Result<Endpoint, ConfigError> {
@@ -101,10 +154,14 @@ fn endpoint(lbe: &View, discovery: DiscoveryType) -> Result<Endpoint, ConfigErro
             "must be in 1..=65535",
         ));
     }
-    if discovery == DiscoveryType::Static && host.parse::<IpAddr>().is_err() {
+    if discovery != DiscoveryType::StrictDns && host.parse::<IpAddr>().is_err() {
         return Err(ConfigError::new(
             addr.at("socket_address.address"),
-            format!("'{host}' is not an IP address (STATIC cluster; use STRICT_DNS for names)"),
+            if discovery == DiscoveryType::Static {
+                format!("'{host}' is not an IP address (STATIC cluster; use STRICT_DNS for names)")
+            } else {
+                format!("'{host}' is not an IP address (EDS endpoints must be IP addresses)")
+            },
         ));
     }
     let weight = match lbe.wrapped_u32("load_balancing_weight") {

@@ -13,6 +13,7 @@ mod listener;
 pub mod pb;
 mod route;
 mod view;
+mod xds;
 
 use std::path::Path;
 
@@ -67,20 +68,50 @@ pub fn parse_bootstrap_proto(
         .map_err(|e| ConfigError::new("", format!("cannot transcode: {e}")))
 }
 
-/// Converts one Envoy listener (e.g. received over LDS); `path` prefixes error paths.
+/// Converts one Envoy listener received over LDS (so `rds` over ADS is allowed; its routes are
+/// empty until [`route_configuration_from_proto`] delivers them); `path` prefixes error paths.
 pub fn listener_from_proto(
     l: &envoy_types::pb::envoy::config::listener::v3::Listener,
     path: &str,
 ) -> Result<meta_config::Listener, ConfigError> {
-    listener::listener(&view_of(l, "envoy.config.listener.v3.Listener", path)?)
+    listener::listener(
+        &view_of(l, "envoy.config.listener.v3.Listener", path)?,
+        true,
+    )
 }
 
-/// Converts one Envoy cluster (e.g. received over CDS); `path` prefixes error paths.
+/// Converts one Envoy cluster received over CDS (so type EDS over ADS is allowed); `path`
+/// prefixes error paths.
 pub fn cluster_from_proto(
     c: &envoy_types::pb::envoy::config::cluster::v3::Cluster,
     path: &str,
 ) -> Result<meta_config::Cluster, ConfigError> {
-    cluster::cluster(&view_of(c, "envoy.config.cluster.v3.Cluster", path)?)
+    cluster::cluster(&view_of(c, "envoy.config.cluster.v3.Cluster", path)?, true)
+}
+
+/// Converts Aeraki's tunnelled RDS resource (one virtual host `*`, routes whose `headers` are
+/// metadata matchers) into MetaProtocol routes; `path` prefixes error paths.
+pub fn route_configuration_from_proto(
+    rc: &envoy_types::pb::envoy::config::route::v3::RouteConfiguration,
+    path: &str,
+) -> Result<meta_config::RouteConfig, ConfigError> {
+    xds::route_configuration(&view_of(
+        rc,
+        "envoy.config.route.v3.RouteConfiguration",
+        path,
+    )?)
+}
+
+/// Converts an EDS `ClusterLoadAssignment` into (its `cluster_name`, endpoints).
+pub fn cluster_load_assignment_from_proto(
+    la: &envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment,
+    path: &str,
+) -> Result<(String, Vec<meta_config::Endpoint>), ConfigError> {
+    xds::cluster_load_assignment(&view_of(
+        la,
+        "envoy.config.endpoint.v3.ClusterLoadAssignment",
+        path,
+    )?)
 }
 
 /// Converts a MetaProtocolProxy config (e.g. decoded from a listener's `typed_config`).
@@ -88,11 +119,14 @@ pub fn proxy_from_proto(
     p: &pb::aeraki::meta_protocol_proxy::v1alpha::MetaProtocolProxy,
     path: &str,
 ) -> Result<meta_config::MetaProtocolProxy, ConfigError> {
-    listener::proxy(&view_of(
-        p,
-        "aeraki.meta_protocol_proxy.v1alpha.MetaProtocolProxy",
-        path,
-    )?)
+    listener::proxy(
+        &view_of(
+            p,
+            "aeraki.meta_protocol_proxy.v1alpha.MetaProtocolProxy",
+            path,
+        )?,
+        false,
+    )
 }
 
 fn descriptor(name: &str) -> Result<prost_reflect::MessageDescriptor, ConfigError> {
@@ -109,3 +143,5 @@ fn view_of<M: Message>(m: &M, name: &str, path: &str) -> Result<View, ConfigErro
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod xds_tests;

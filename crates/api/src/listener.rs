@@ -23,21 +23,38 @@ const KNOWN_FILTERS: &[&str] = &[
 ];
 
 pub(crate) fn bootstrap(b: &View) -> Result<meta_config::Bootstrap, ConfigError> {
-    b.only(&["node", "admin", "static_resources"])?;
-    let node_id = match b.msg("node") {
+    b.only(&["node", "admin", "static_resources", "dynamic_resources"])?;
+    let (node_id, node_cluster, node_metadata) = match b.msg("node") {
         Some(node) => {
             node.only(&["id", "cluster", "metadata"])?;
-            Some(node.str("id")).filter(|s| !s.is_empty())
+            let metadata = match node.msg("metadata") {
+                Some(m) => Some(
+                    serde_json::to_string(&m.msg)
+                        .map_err(|e| ConfigError::new(m.path.clone(), e.to_string()))?,
+                ),
+                None => None,
+            };
+            (node.str("id"), node.str("cluster"), metadata)
         }
+        None => (String::new(), String::new(), None),
+    };
+    let xds = match b.msg("dynamic_resources") {
+        Some(dr) => Some(crate::xds::dynamic_resources(
+            &dr,
+            &node_id,
+            &node_cluster,
+            node_metadata,
+        )?),
         None => None,
     };
+    let ads = xds.is_some();
     let admin = b.msg("admin").map(|a| admin(&a)).transpose()?;
     let mut listeners = Vec::new();
     let mut clusters = Vec::new();
     if let Some(sr) = b.msg("static_resources") {
         sr.only(&["listeners", "clusters"])?;
         for l in sr.list("listeners") {
-            let converted = listener(&l)?;
+            let converted = listener(&l, ads)?;
             if listeners
                 .iter()
                 .any(|x: &Listener| x.name == converted.name)
@@ -50,7 +67,7 @@ pub(crate) fn bootstrap(b: &View) -> Result<meta_config::Bootstrap, ConfigError>
             listeners.push(converted);
         }
         for c in sr.list("clusters") {
-            let converted = crate::cluster::cluster(&c)?;
+            let converted = crate::cluster::cluster(&c, ads)?;
             if clusters
                 .iter()
                 .any(|x: &meta_config::Cluster| x.name == converted.name)
@@ -63,11 +80,15 @@ pub(crate) fn bootstrap(b: &View) -> Result<meta_config::Bootstrap, ConfigError>
             clusters.push(converted);
         }
     }
+    if let (Some(x), Some(dr)) = (&xds, b.msg("dynamic_resources")) {
+        crate::xds::check_server_cluster(x, &clusters, &dr)?;
+    }
     Ok(meta_config::Bootstrap {
-        node_id,
+        node_id: Some(node_id).filter(|s| !s.is_empty()),
         admin,
         listeners,
         clusters,
+        xds,
     })
 }
 
@@ -112,8 +133,8 @@ fn ip_socket_address(addr: &View) -> Result<SocketAddr, ConfigError> {
     Ok(SocketAddr::new(ip, port))
 }
 
-/// Converts one `envoy.config.listener.v3.Listener`.
-pub(crate) fn listener(l: &View) -> Result<Listener, ConfigError> {
+/// Converts one `envoy.config.listener.v3.Listener`; `ads`: RDS over ADS is available.
+pub(crate) fn listener(l: &View, ads: bool) -> Result<Listener, ConfigError> {
     l.only(&["name", "address", "filter_chains"])?;
     let name = l.str("name");
     if name.is_empty() {
@@ -157,20 +178,15 @@ pub(crate) fn listener(l: &View) -> Result<Listener, ConfigError> {
     Ok(Listener {
         name,
         address,
-        proxy: proxy(&cfg)?,
+        proxy: proxy(&cfg, ads)?,
     })
 }
 
-/// Converts a MetaProtocolProxy config.
-pub(crate) fn proxy(p: &View) -> Result<MetaProtocolProxy, ConfigError> {
-    if p.has("rds") {
-        return Err(ConfigError::new(
-            p.at("rds"),
-            "not supported yet (use route_config)",
-        ));
-    }
+/// Converts a MetaProtocolProxy config; `ads`: `rds` over ADS is available.
+pub(crate) fn proxy(p: &View, ads: bool) -> Result<MetaProtocolProxy, ConfigError> {
     p.only(&[
         "stat_prefix",
+        "rds",
         "application_protocol",
         "route_config",
         "codec",
@@ -184,10 +200,18 @@ pub(crate) fn proxy(p: &View) -> Result<MetaProtocolProxy, ConfigError> {
         return Err(ConfigError::new(p.at("stat_prefix"), "required"));
     }
     let (protocol, codec) = protocol_and_codec(p)?;
-    let route_config = p
-        .msg("route_config")
-        .ok_or_else(|| ConfigError::new(p.at("route_config"), "required (or rds)"))?;
-    let route_config = crate::route::route_config(&route_config)?;
+    let (route_config, rds) = match (p.msg("route_config"), p.msg("rds")) {
+        (Some(rc), _) => (crate::route::route_config(&rc)?, None),
+        (None, Some(rds)) => {
+            let name = crate::xds::rds(&rds, ads)?;
+            let empty = meta_config::RouteConfig {
+                name: name.clone(),
+                routes: Vec::new(),
+            };
+            (empty, Some(name))
+        }
+        (None, None) => return Err(ConfigError::new(p.at("route_config"), "required (or rds)")),
+    };
     let filters = filters(p)?;
     let max_message_size = match p.wrapped_u32("max_message_size") {
         None => DEFAULT_MAX_MESSAGE_SIZE,
@@ -199,6 +223,7 @@ pub(crate) fn proxy(p: &View) -> Result<MetaProtocolProxy, ConfigError> {
         protocol,
         codec,
         route_config,
+        rds,
         filters,
         idle_timeout: p.duration("idle_timeout")?.filter(|d| !d.is_zero()),
         max_message_size,

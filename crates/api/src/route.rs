@@ -95,7 +95,7 @@ fn key_values(r: &View, f: &str) -> Result<Vec<(String, String)>, ConfigError> {
         .collect()
 }
 
-fn weighted(wc: &View) -> Result<Destination, ConfigError> {
+pub(crate) fn weighted(wc: &View) -> Result<Destination, ConfigError> {
     wc.only(&["clusters"])?;
     let list = wc.list("clusters");
     if list.is_empty() {
@@ -120,7 +120,7 @@ fn weighted(wc: &View) -> Result<Destination, ConfigError> {
     Ok(Destination::WeightedClusters(out))
 }
 
-fn mirror(m: &View) -> Result<MirrorPolicy, ConfigError> {
+pub(crate) fn mirror(m: &View) -> Result<MirrorPolicy, ConfigError> {
     m.only(&["cluster", "runtime_fraction"])?;
     let cluster = m.str("cluster");
     if cluster.is_empty() {
@@ -152,7 +152,7 @@ fn mirror(m: &View) -> Result<MirrorPolicy, ConfigError> {
 }
 
 /// An Envoy `HeaderMatcher` applied to metadata.
-fn header_matcher(h: &View) -> Result<MetadataMatcher, ConfigError> {
+pub(crate) fn header_matcher(h: &View) -> Result<MetadataMatcher, ConfigError> {
     h.only(&[
         "name",
         "exact_match",

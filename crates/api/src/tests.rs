@@ -192,7 +192,7 @@ fn unknown_fields_and_types() {
 }
 
 #[test]
-fn rds_is_refused_for_now() {
+fn rds_needs_ads() {
     let p = PROXY.replace(
         "route_config:\n  name: rc",
         "rds: {route_config_name: x}\nx:",
@@ -204,7 +204,9 @@ fn rds_is_refused_for_now() {
         .collect();
     assert_eq!(
         err(&p, ""),
-        format!("{LP}.rds: not supported yet (use route_config)")
+        format!(
+            "{LP}.rds: needs dynamic_resources.ads_config in the bootstrap (or use route_config)"
+        )
     );
 }
 
@@ -346,7 +348,7 @@ fn cluster_rules() {
     );
     assert_eq!(
         err(PROXY, "type: EDS"),
-        "static_resources.clusters[0].type: EDS not supported (STATIC or STRICT_DNS)"
+        "static_resources.clusters[0].type: EDS needs dynamic_resources.ads_config in the bootstrap"
     );
     let b = load(
         PROXY,

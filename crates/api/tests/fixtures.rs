@@ -76,7 +76,10 @@ fn table() -> Vec<(&'static str, Expect)> {
         ),
         (
             "rds_test.yaml",
-            Refused("rds", "not supported yet (use route_config)"),
+            Refused(
+                "rds",
+                "needs dynamic_resources.ads_config in the bootstrap (or use route_config)",
+            ),
         ),
         ("thrift_test.yaml", Loads(check_thrift)),
         (

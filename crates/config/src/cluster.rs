@@ -19,6 +19,10 @@ pub struct Cluster {
     pub endpoints: Vec<Endpoint>,
     /// How often STRICT_DNS names are re-resolved.
     pub dns_refresh_rate: Duration,
+    /// EDS service name (`eds_cluster_config.service_name`, else the cluster name) of an EDS
+    /// cluster; its endpoints are those of the last ClusterLoadAssignment received.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eds_service_name: Option<String>,
 }
 
 /// Envoy cluster discovery types we honour.
@@ -29,6 +33,8 @@ pub enum DiscoveryType {
     Static,
     /// Endpoints are names resolved with DNS; every resolved address is an endpoint.
     StrictDns,
+    /// Endpoints (IP addresses) come from EDS over ADS.
+    Eds,
 }
 
 /// Load-balancing policies.

@@ -1,9 +1,9 @@
 //! The validated, protobuf-free configuration model of meta-proxy.
 //!
 //! Everything the engine runs on is described here: listeners with their MetaProtocol proxy
-//! (codec, filters, routes), clusters with endpoints. Sources (a bootstrap file today, xDS next)
-//! convert their protobuf messages into these types once, at the edge, after validation; the
-//! engine never sees protobuf. Every type serialises to JSON for the admin `/config_dump`.
+//! (codec, filters, routes), clusters with endpoints, and where xDS comes from. Sources (a
+//! bootstrap file, xDS) convert their protobuf messages into these types once, at the edge,
+//! after validation; the engine never sees protobuf. Every type serialises to JSON for the admin `/config_dump`.
 //!
 //! This crate must not depend on protobuf, networking or the engine.
 
@@ -12,7 +12,7 @@ mod listener;
 mod route;
 
 pub use cluster::{Cluster, DiscoveryType, Endpoint, LbPolicy};
-pub use listener::{Admin, Bootstrap, FilterConfig, Listener, MetaProtocolProxy};
+pub use listener::{Admin, Bootstrap, FilterConfig, Listener, MetaProtocolProxy, XdsConfig};
 pub use route::{
     DEFAULT_ROUTE_TIMEOUT, Destination, MatchSpec, MetadataMatcher, MirrorPolicy, Pattern, Route,
     RouteConfig, StringMatch, StringMatchKind, WeightedCluster,

@@ -18,6 +18,28 @@ pub struct Bootstrap {
     pub listeners: Vec<Listener>,
     /// Upstream clusters.
     pub clusters: Vec<Cluster>,
+    /// The bootstrap's `dynamic_resources` (ADS), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub xds: Option<XdsConfig>,
+}
+
+/// Where and how meta-proxy fetches its dynamic configuration (Envoy `dynamic_resources` with
+/// an `ads_config`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct XdsConfig {
+    /// `node.id` sent to the control plane.
+    pub node_id: String,
+    /// `node.cluster` sent to the control plane.
+    pub node_cluster: String,
+    /// `node.metadata` as JSON text (a `google.protobuf.Struct`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_metadata: Option<String>,
+    /// The static cluster (of [`Bootstrap::clusters`]) whose endpoints are the control plane.
+    pub server_cluster: String,
+    /// Subscribe to listeners (`lds_config` is `ads{}`).
+    pub lds: bool,
+    /// Subscribe to clusters (`cds_config` is `ads{}`).
+    pub cds: bool,
 }
 
 /// The admin HTTP server.
@@ -50,8 +72,11 @@ pub struct MetaProtocolProxy {
     pub protocol: String,
     /// Codec name, e.g. `aeraki.meta_protocol.codec.dubbo`.
     pub codec: String,
-    /// Routes (static `route_config`).
+    /// Routes (static `route_config`, or the last one received over RDS).
     pub route_config: RouteConfig,
+    /// `rds.route_config_name` when the routes come from RDS (over ADS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rds: Option<String>,
     /// Filter chain in order; the last one is always [`FilterConfig::Router`].
     pub filters: Vec<FilterConfig>,
     /// Close downstream connections idle for this long.

@@ -1,7 +1,8 @@
 //! `meta-proxy`: the sidecar binary.
 //!
 //! This crate owns the process: the command line, logging, the tokio runtime, the codec
-//! registry (every protocol compiled in), the engine's lifetime, the admin server and signals.
+//! registry (every protocol compiled in), the engine's lifetime, the xDS client when the
+//! bootstrap has `dynamic_resources`, the admin server and signals.
 //! Everything else lives in libraries: configuration loading in `meta-api`, the data plane in
 //! `meta-proxy-engine`, the admin endpoints in `meta-admin`.
 //!

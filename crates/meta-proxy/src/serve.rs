@@ -42,16 +42,22 @@ async fn run(
         registry.register(factory);
     }
     let admin_config = bootstrap.admin.clone();
-    let engine = Engine::start(bootstrap, registry)
+    // With dynamic_resources, listeners using RDS wait for their routes (the xDS client binds
+    // them); everything else starts now.
+    let engine = Engine::start(meta_xds_client::engine_bootstrap(&bootstrap), registry)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     tracing::info!(workers, "meta-proxy started");
     for (name, addr) in engine.listener_addrs() {
         tracing::info!("listener '{name}' listening on {addr}");
     }
+    let xds = meta_xds_client::XdsClient::spawn(engine.clone(), &bootstrap).map(Arc::new);
+    if let Some(x) = &bootstrap.xds {
+        tracing::info!(server_cluster = %x.server_cluster, node = %x.node_id, "xDS (ADS) client started");
+    }
 
     let admin = match admin_config {
-        Some(admin) => Some(start_admin(&engine, admin).await?),
+        Some(admin) => Some(start_admin(&engine, xds.clone(), admin).await?),
         None => None,
     };
 
@@ -63,6 +69,7 @@ async fn run(
         _ = terminate.recv() => tracing::info!("SIGTERM received, shutting down"),
     }
 
+    drop(xds);
     engine.shutdown().await;
     if let Some((stop, task)) = admin {
         let _ = stop.send(());
@@ -85,6 +92,7 @@ type AdminHandle = (
 /// Binds the admin address and serves it with closures over the engine.
 async fn start_admin(
     engine: &Arc<Engine>,
+    xds: Option<Arc<meta_xds_client::XdsClient>>,
     admin: meta_config::Admin,
 ) -> anyhow::Result<AdminHandle> {
     let listener = TcpListener::bind(admin.address)
@@ -94,7 +102,13 @@ async fn start_admin(
     let (metrics, dump, ready) = (engine.clone(), engine.clone(), engine.clone());
     let state = meta_admin::AdminState {
         metrics: Arc::new(move || metrics.metrics_text()),
-        config_dump: Arc::new(move || dump.config_dump()),
+        config_dump: Arc::new(move || {
+            let mut v = dump.config_dump();
+            if let (Some(x), Some(obj)) = (&xds, v.as_object_mut()) {
+                obj.insert("dynamic".into(), x.status());
+            }
+            v
+        }),
         ready: Arc::new(move || ready.is_ready()),
         access_log_path: admin.access_log_path.map(PathBuf::from),
     };

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use meta_config::{Cluster, DiscoveryType};
+use meta_config::{Cluster, DiscoveryType, Endpoint};
 
 use crate::EngineError;
 use crate::lb::{self, LbContext, LoadBalancer, WeightedAddr};
@@ -35,19 +35,10 @@ impl ClusterState {
     /// until [`ClusterState::resolve`] runs.
     pub fn new(config: Cluster, metrics: &Metrics) -> Result<Self, EngineError> {
         let endpoints = match config.discovery {
-            DiscoveryType::Static => config
+            DiscoveryType::Static | DiscoveryType::Eds => config
                 .endpoints
                 .iter()
-                .map(|e| {
-                    let ip: IpAddr = e.host.parse().map_err(|_| EngineError::BadEndpoint {
-                        cluster: config.name.clone(),
-                        host: e.host.clone(),
-                    })?;
-                    Ok(WeightedAddr {
-                        addr: SocketAddr::new(ip, e.port),
-                        weight: e.weight,
-                    })
-                })
+                .map(|e| static_addr(&config.name, e))
                 .collect::<Result<Vec<_>, EngineError>>()?,
             DiscoveryType::StrictDns => Vec::new(),
         };
@@ -83,6 +74,17 @@ impl ClusterState {
             lb: lb::build(self.config.lb_policy, endpoints.clone()),
             endpoints,
         }));
+    }
+
+    /// Replaces the endpoints of a STATIC or EDS cluster (EDS update); every host must be an IP
+    /// address.
+    pub fn set_static_endpoints(&self, endpoints: &[Endpoint]) -> Result<(), EngineError> {
+        let addrs = endpoints
+            .iter()
+            .map(|e| static_addr(&self.config.name, e))
+            .collect::<Result<Vec<_>, EngineError>>()?;
+        self.set_endpoints(addrs);
+        Ok(())
     }
 
     /// Resolves every STRICT_DNS endpoint name; every address becomes an endpoint. A name that
@@ -137,4 +139,15 @@ impl ClusterState {
             }
         });
     }
+}
+
+fn static_addr(cluster: &str, e: &Endpoint) -> Result<WeightedAddr, EngineError> {
+    let ip: IpAddr = e.host.parse().map_err(|_| EngineError::BadEndpoint {
+        cluster: cluster.to_owned(),
+        host: e.host.clone(),
+    })?;
+    Ok(WeightedAddr {
+        addr: SocketAddr::new(ip, e.port),
+        weight: e.weight,
+    })
 }

@@ -4,7 +4,8 @@
 //! It owns everything between a listening socket and an upstream socket, for any protocol that
 //! implements [`meta_protocol::Codec`]. It runs on a [`meta_config::Bootstrap`] (never protobuf)
 //! kept behind `ArcSwap`s so routes and clusters can be replaced live: in-flight requests finish
-//! on the configuration they started with. It must not depend on protobuf, xDS or the admin
+//! on the configuration they started with. Listeners are added, changed in place, or removed
+//! with a drain at runtime (`dynamic`, driven by the xDS client). It must not depend on protobuf, xDS or the admin
 //! HTTP server (which renders [`Engine::metrics_text`] and [`Engine::config_dump`]).
 //!
 //! Request path: accept → per connection a task decodes frames (pipelined) → heartbeat answered
@@ -18,6 +19,7 @@
 
 mod cluster;
 mod conn;
+mod dynamic;
 pub mod filter;
 mod io;
 pub mod lb;
@@ -27,17 +29,17 @@ mod upstream;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use meta_config::Bootstrap;
 use meta_protocol::CodecFactory;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::cluster::{ClusterMap, ClusterState};
+pub use crate::dynamic::ListenerChange;
 pub use crate::listener::UpstreamLimits;
 use crate::listener::{ListenerRt, ListenerShared};
 use crate::metrics::Metrics;
@@ -89,6 +91,12 @@ pub enum EngineError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The engine is shutting down: no listener may be added.
+    #[error("listener '{listener}': the engine is shutting down")]
+    ShuttingDown {
+        /// Listener name.
+        listener: String,
+    },
     /// A STATIC cluster endpoint that is not an IP address.
     #[error("cluster '{cluster}': endpoint host '{host}' is not an IP address (use STRICT_DNS)")]
     BadEndpoint {
@@ -99,14 +107,31 @@ pub enum EngineError {
     },
 }
 
+/// A running listener: its runtime, where it is bound, and how to stop it.
+pub(crate) struct ListenerEntry {
+    pub(crate) shared: Arc<ListenerShared>,
+    /// Bound address (the actual port when the config asked for port 0).
+    pub(crate) bound: SocketAddr,
+    /// Stops this listener (accept loop and, after draining, its connections).
+    pub(crate) stop: watch::Sender<bool>,
+    /// The accept loop; it owns the listening socket.
+    pub(crate) accept: tokio::task::JoinHandle<()>,
+}
+
 /// A running proxy: listeners accepting, clusters resolved, metrics collecting.
 pub struct Engine {
     metrics: Arc<Metrics>,
     config: ArcSwap<Bootstrap>,
-    listeners: Vec<(Arc<ListenerShared>, SocketAddr)>,
+    listeners: Mutex<Vec<ListenerEntry>>,
+    /// Removed listeners whose connections may still be draining (for [`Engine::shutdown`]).
+    draining: Mutex<Vec<Arc<ListenerShared>>>,
+    /// Serialises listener and cluster updates (xDS applies them one at a time anyway).
+    update: tokio::sync::Mutex<()>,
     clusters: Arc<ArcSwap<ClusterMap>>,
+    codecs: CodecRegistry,
+    limits: UpstreamLimits,
     ready: AtomicBool,
-    shutdown: watch::Sender<bool>,
+    shutting_down: AtomicBool,
 }
 
 impl Engine {
@@ -143,58 +168,60 @@ impl Engine {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let metrics = Arc::new(Metrics::new());
-        let clusters = Arc::new(ArcSwap::from_pointee(build_clusters(&config, &metrics)?));
+        let clusters = Arc::new(ArcSwap::from_pointee(build_clusters(
+            &config.clusters,
+            &HashMap::new(),
+            &metrics,
+        )?));
         for c in clusters.load().values() {
             c.resolve().await;
             c.spawn_refresh();
         }
-        let (shutdown, shutdown_rx) = watch::channel(false);
+        let engine = Arc::new(Engine {
+            metrics,
+            config: ArcSwap::from_pointee(config.clone()),
+            listeners: Mutex::new(Vec::new()),
+            draining: Mutex::new(Vec::new()),
+            update: tokio::sync::Mutex::new(()),
+            clusters,
+            codecs,
+            limits,
+            ready: AtomicBool::new(true),
+            shutting_down: AtomicBool::new(false),
+        });
+        // Bind everything first: a listener that cannot bind fails the start before any serves.
         let mut bound = Vec::new();
         for (l, factory) in config.listeners.iter().zip(factories) {
-            let socket =
-                TcpListener::bind(l.address)
-                    .await
-                    .map_err(|source| EngineError::Bind {
-                        listener: l.name.clone(),
-                        address: l.address,
-                        source,
-                    })?;
-            let addr = socket.local_addr().unwrap_or(l.address);
-            let lm = metrics.listener(&l.name, factory.protocol());
-            let rt = ListenerRt::build(&l.name, l.proxy.clone(), &metrics, &lm);
-            let shared = Arc::new(ListenerShared::new(
-                l.name.clone(),
-                factory,
-                lm,
-                rt,
-                clusters.clone(),
-                shutdown_rx.clone(),
-                limits,
-            ));
-            bound.push((shared, addr, socket));
+            bound.push(engine.bind(l, factory).await?);
         }
-        let mut listeners = Vec::new();
-        for (shared, addr, socket) in bound {
-            tracing::info!(listener = %shared.name, %addr, "listening");
-            tokio::spawn(shared.clone().accept_loop(socket));
-            listeners.push((shared, addr));
+        for b in bound {
+            engine.spawn_listener(b);
         }
-        Ok(Arc::new(Engine {
-            metrics,
-            config: ArcSwap::from_pointee(config),
-            listeners,
-            clusters,
-            ready: AtomicBool::new(true),
-            shutdown,
-        }))
+        Ok(engine)
+    }
+
+    fn listeners(&self) -> MutexGuard<'_, Vec<ListenerEntry>> {
+        self.listeners.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn find_listener(&self, name: &str) -> Option<Arc<ListenerShared>> {
+        self.listeners()
+            .iter()
+            .find(|e| e.shared.name == name)
+            .map(|e| e.shared.clone())
     }
 
     /// Actual bound address of every listener, by name.
     pub fn listener_addrs(&self) -> Vec<(String, SocketAddr)> {
-        self.listeners
+        self.listeners()
             .iter()
-            .map(|(l, a)| (l.name.clone(), *a))
+            .map(|e| (e.shared.name.clone(), e.bound))
             .collect()
+    }
+
+    /// Metric handles for an xDS client feeding this engine.
+    pub fn xds_metrics(&self) -> metrics::XdsMetrics {
+        self.metrics.xds()
     }
 
     /// Prometheus/OpenMetrics text of every metric.
@@ -207,25 +234,38 @@ impl Engine {
         serde_json::to_value(&**self.config.load()).unwrap_or(serde_json::Value::Null)
     }
 
-    /// Whether the engine serves traffic (false once shutdown started).
+    /// Whether the engine serves traffic: false once shutdown started, or while
+    /// [`Engine::set_ready`] says it waits for its first dynamic configuration.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+        self.ready.load(Ordering::Relaxed) && !self.shutting_down.load(Ordering::Relaxed)
+    }
+
+    /// Marks the engine ready or not (an xDS client clears it until the first LDS+CDS round
+    /// was applied).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
     }
 
     /// Replaces every cluster (xDS CDS/EDS). Requests in flight keep the cluster they picked;
     /// upstream connections of a removed cluster close when their last request is done.
+    /// A cluster whose configuration is unchanged, or changed only in its STATIC/EDS
+    /// endpoints, is kept (with its balancer state and upstream connections).
     pub async fn update_clusters(
         &self,
         clusters: Vec<meta_config::Cluster>,
     ) -> Result<(), EngineError> {
-        let mut cfg = (**self.config.load()).clone();
-        cfg.clusters = clusters;
-        let map = build_clusters(&cfg, &self.metrics)?;
-        for c in map.values() {
-            c.resolve().await;
-            c.spawn_refresh();
+        let _guard = self.update.lock().await;
+        let current = self.clusters.load_full();
+        let map = build_clusters(&clusters, &current, &self.metrics)?;
+        for (name, c) in &map {
+            if !current.get(name).is_some_and(|old| Arc::ptr_eq(old, c)) {
+                c.resolve().await;
+                c.spawn_refresh();
+            }
         }
         self.clusters.store(Arc::new(map));
+        let mut cfg = (**self.config.load()).clone();
+        cfg.clusters = clusters;
         self.config.store(Arc::new(cfg));
         Ok(())
     }
@@ -233,7 +273,7 @@ impl Engine {
     /// Replaces the routes of listener `name` (xDS RDS); returns false if there is no such
     /// listener. New requests use the new routes at once; requests in flight finish on theirs.
     pub fn update_routes(&self, name: &str, routes: meta_config::RouteConfig) -> bool {
-        let Some((l, _)) = self.listeners.iter().find(|(l, _)| l.name == name) else {
+        let Some(l) = self.find_listener(name) else {
             return false;
         };
         let current = l.rt.load_full();
@@ -253,7 +293,7 @@ impl Engine {
     /// Replaces the filters that run before the router on listener `name` (the router stays
     /// last); returns false if there is no such listener. Requests in flight keep their chain.
     pub fn set_filters(&self, name: &str, filters: Vec<Arc<dyn filter::Filter>>) -> bool {
-        let Some((l, _)) = self.listeners.iter().find(|(l, _)| l.name == name) else {
+        let Some(l) = self.find_listener(name) else {
             return false;
         };
         let current = l.rt.load_full();
@@ -266,15 +306,22 @@ impl Engine {
     /// Stops accepting, lets open connections finish their in-flight requests (at most
     /// 5 s), then returns.
     pub async fn shutdown(&self) {
-        self.ready.store(false, Ordering::Relaxed);
-        let _ = self.shutdown.send(true);
+        self.shutting_down.store(true, Ordering::Relaxed);
+        let mut all: Vec<Arc<ListenerShared>> = Vec::new();
+        for e in self.listeners().iter() {
+            let _ = e.stop.send(true);
+            all.push(e.shared.clone());
+        }
+        all.extend(
+            self.draining
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .cloned(),
+        );
         let deadline = Instant::now() + SHUTDOWN_GRACE;
         while Instant::now() < deadline {
-            let open: i64 = self
-                .listeners
-                .iter()
-                .map(|(l, _)| l.metrics.cx_active.get())
-                .sum();
+            let open: i64 = all.iter().map(|l| l.metrics.cx_active.get()).sum();
             if open <= 0 {
                 break;
             }
@@ -283,15 +330,41 @@ impl Engine {
     }
 }
 
-fn build_clusters(config: &Bootstrap, metrics: &Metrics) -> Result<ClusterMap, EngineError> {
-    config
-        .clusters
-        .iter()
-        .map(|c| {
-            Ok((
-                c.name.clone(),
-                Arc::new(ClusterState::new(c.clone(), metrics)?),
-            ))
-        })
-        .collect()
+/// Builds the cluster map, reusing a current cluster whose configuration is the same except,
+/// for STATIC and EDS clusters, its endpoints (those are replaced in place).
+fn build_clusters(
+    clusters: &[meta_config::Cluster],
+    current: &ClusterMap,
+    metrics: &Metrics,
+) -> Result<ClusterMap, EngineError> {
+    let mut map = ClusterMap::new();
+    for c in clusters {
+        if let Some(old) = current.get(&c.name)
+            && same_but_endpoints(&old.config, c)
+        {
+            if c.discovery != meta_config::DiscoveryType::StrictDns {
+                old.set_static_endpoints(&c.endpoints)?;
+                map.insert(c.name.clone(), old.clone());
+                continue;
+            }
+            if old.config.endpoints == c.endpoints {
+                map.insert(c.name.clone(), old.clone());
+                continue;
+            }
+        }
+        map.insert(
+            c.name.clone(),
+            Arc::new(ClusterState::new(c.clone(), metrics)?),
+        );
+    }
+    Ok(map)
+}
+
+fn same_but_endpoints(a: &meta_config::Cluster, b: &meta_config::Cluster) -> bool {
+    let strip = |c: &meta_config::Cluster| {
+        let mut c = c.clone();
+        c.endpoints.clear();
+        serde_json::to_value(c).ok()
+    };
+    strip(a).is_some() && strip(a) == strip(b)
 }

@@ -186,7 +186,7 @@ pub struct ListenerShared {
     pub rt: ArcSwap<ListenerRt>,
     /// Every cluster of the engine.
     pub clusters: Arc<ArcSwap<ClusterMap>>,
-    /// Flips to `true` when the engine shuts down.
+    /// Flips to `true` when this listener stops (removed over xDS, or engine shutdown).
     pub shutdown: watch::Receiver<bool>,
     pool: Mutex<HashMap<String, HashMap<PoolKey, Vec<UpstreamConn>>>>,
     limits: UpstreamLimits,

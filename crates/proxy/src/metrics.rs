@@ -86,6 +86,8 @@ pub struct Metrics {
     upstream_connect_failures: Family<ClusterLabels, Counter>,
     mutation_failures: Family<DirectionLabels, Counter>,
     unknown_responses: Family<ClusterLabels, Counter>,
+    xds_updates: Family<Vec<(String, String)>, Counter>,
+    xds_connected: Gauge,
 }
 
 impl Default for Metrics {
@@ -114,6 +116,8 @@ impl Metrics {
             upstream_connect_failures: Family::default(),
             mutation_failures: Family::default(),
             unknown_responses: Family::default(),
+            xds_updates: Family::default(),
+            xds_connected: Gauge::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -191,7 +195,25 @@ impl Metrics {
             "Upstream responses whose request id matched no request in flight",
             m.unknown_responses.clone(),
         );
+        r.register(
+            "xds_updates",
+            "xDS responses processed, by type and result (ack or nack)",
+            m.xds_updates.clone(),
+        );
+        r.register(
+            "xds_connected",
+            "1 while the ADS stream to the control plane is up",
+            m.xds_connected.clone(),
+        );
         m
+    }
+
+    /// Handles for an xDS client.
+    pub fn xds(&self) -> XdsMetrics {
+        XdsMetrics {
+            updates: self.xds_updates.clone(),
+            connected: self.xds_connected.clone(),
+        }
     }
 
     /// The whole registry in Prometheus/OpenMetrics text.
@@ -356,4 +378,29 @@ pub struct ClusterMetrics {
     pub connect_failures: Counter,
     /// `upstream_unknown_responses_total`.
     pub unknown_responses: Counter,
+}
+
+/// xDS client handles: `xds_updates_total{type, result}` and `xds_connected`.
+#[derive(Clone)]
+pub struct XdsMetrics {
+    updates: Family<Vec<(String, String)>, Counter>,
+    connected: Gauge,
+}
+
+impl XdsMetrics {
+    /// Counts one processed response of `type_` (`lds`, `cds`, `rds`, `eds`).
+    pub fn update(&self, type_: &str, ack: bool) {
+        let result = if ack { "ack" } else { "nack" };
+        self.updates
+            .get_or_create(&vec![
+                ("type".to_owned(), type_.to_owned()),
+                ("result".to_owned(), result.to_owned()),
+            ])
+            .inc();
+    }
+
+    /// Sets the connection gauge.
+    pub fn set_connected(&self, up: bool) {
+        self.connected.set(i64::from(up));
+    }
 }

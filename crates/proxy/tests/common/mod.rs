@@ -229,6 +229,7 @@ pub fn cluster(name: &str, addrs: &[SocketAddr]) -> Cluster {
             })
             .collect(),
         dns_refresh_rate: Duration::from_secs(5),
+        eds_service_name: None,
     }
 }
 
@@ -241,6 +242,7 @@ pub fn proxy(routes: Vec<Route>) -> MetaProtocolProxy {
             name: "rc".into(),
             routes,
         },
+        rds: None,
         filters: vec![FilterConfig::Router],
         idle_timeout: None,
         max_message_size: 1024 * 1024,
@@ -257,6 +259,7 @@ pub fn bootstrap(proxy: MetaProtocolProxy, clusters: Vec<Cluster>) -> Bootstrap 
             proxy,
         }],
         clusters,
+        xds: None,
     }
 }
 

@@ -1,0 +1,348 @@
+//! Unit tests of `dynamic_resources` and the xDS resource conversions.
+
+use envoy_types::pb::envoy::config::route::v3 as rt;
+use envoy_types::pb::envoy::config::{cluster::v3 as cl, core::v3 as core, endpoint::v3 as ep};
+use envoy_types::pb::google::protobuf::{Duration as PbDuration, UInt32Value};
+use meta_config::{Destination, DiscoveryType, MatchSpec};
+
+use super::*;
+
+const DYNAMIC: &str = r"
+node: {id: sidecar~1.2.3.4~a.b~b.svc.cluster.local, cluster: a, metadata: {LABELS: {app: x}}}
+dynamic_resources:
+  ads_config:
+    api_type: GRPC
+    transport_api_version: V3
+    grpc_services: [{envoy_grpc: {cluster_name: xds}}]
+  lds_config: {ads: {}, resource_api_version: V3}
+  cds_config: {ads: {}}
+static_resources:
+  listeners:
+  - name: l1
+    address: {socket_address: {address: 127.0.0.1, port_value: 9090}}
+    filter_chains:
+    - filters:
+      - name: meta
+        typed_config:
+          '@type': type.googleapis.com/aeraki.meta_protocol_proxy.v1alpha.MetaProtocolProxy
+          stat_prefix: s
+          protocol: {name: dubbo, codec: {name: aeraki.meta_protocol.codec.dubbo}}
+          rds: {route_config_name: svc_9090, config_source: {ads: {}}}
+  clusters:
+  - name: xds
+    type: STATIC
+    load_assignment:
+      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 15010}}}}]}]
+  - name: eds
+    type: EDS
+    eds_cluster_config: {eds_config: {ads: {}}}
+";
+
+fn load(text: &str) -> Result<meta_config::Bootstrap, ConfigError> {
+    parse_bootstrap(text, Format::Yaml)
+}
+
+fn err(from: &str, to: &str) -> String {
+    let text = DYNAMIC.replace(from, to);
+    assert_ne!(text, DYNAMIC, "replacement of '{from}' did nothing");
+    load(&text).unwrap_err().to_string()
+}
+
+#[test]
+fn dynamic_resources_load() {
+    let b = load(DYNAMIC).unwrap();
+    let x = b.xds.unwrap();
+    assert_eq!(x.node_id, "sidecar~1.2.3.4~a.b~b.svc.cluster.local");
+    assert_eq!(x.node_cluster, "a");
+    assert_eq!(x.server_cluster, "xds");
+    assert!(x.lds && x.cds);
+    let md: serde_json::Value = serde_json::from_str(x.node_metadata.as_deref().unwrap()).unwrap();
+    assert_eq!(md, serde_json::json!({"LABELS": {"app": "x"}}));
+    let l = &b.listeners[0];
+    assert_eq!(l.proxy.rds.as_deref(), Some("svc_9090"));
+    assert!(l.proxy.route_config.routes.is_empty());
+    let eds = &b.clusters[1];
+    assert_eq!(eds.discovery, DiscoveryType::Eds);
+    assert_eq!(eds.eds_service_name.as_deref(), Some("eds"));
+}
+
+#[test]
+fn dynamic_resources_refusals_name_their_path() {
+    assert_eq!(
+        err("api_type: GRPC", "api_type: DELTA_GRPC"),
+        "dynamic_resources.ads_config.api_type: DELTA_GRPC not supported yet (use GRPC)"
+    );
+    assert_eq!(
+        err("api_type: GRPC", "api_type: REST"),
+        "dynamic_resources.ads_config.api_type: REST not supported (GRPC)"
+    );
+    assert_eq!(
+        err("cluster_name: xds}", "cluster_name: nope}"),
+        "dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name: no static \
+         cluster named 'nope' (the control plane's address)"
+    );
+    assert_eq!(
+        err("transport_api_version: V3\n    ", ""),
+        "dynamic_resources.ads_config.transport_api_version: must be V3"
+    );
+    assert_eq!(
+        err(
+            "cds_config: {ads: {}}",
+            "cds_config: {api_config_source: {api_type: GRPC}}"
+        ),
+        "dynamic_resources.cds_config.api_config_source: not supported (only ads{} is; \
+         Aeraki's plain RDS service is not)"
+    );
+    assert_eq!(
+        err(
+            "node: {id: sidecar~1.2.3.4~a.b~b.svc.cluster.local,",
+            "node: {"
+        ),
+        "node.id: required with dynamic_resources (the control plane identifies the proxy by it)"
+    );
+    assert_eq!(
+        err("rds: {route_config_name: svc_9090, ", "rds: {"),
+        "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.rds.\
+         route_config_name: required"
+    );
+    assert_eq!(
+        err("{eds_config: {ads: {}}}", "{eds_config: {path: /x}}"),
+        "static_resources.clusters[1].eds_cluster_config.eds_config.path: not supported"
+    );
+}
+
+fn header(name: &str, exact: &str) -> rt::HeaderMatcher {
+    rt::HeaderMatcher {
+        name: name.into(),
+        header_match_specifier: Some(rt::header_matcher::HeaderMatchSpecifier::StringMatch(
+            envoy_types::pb::envoy::r#type::matcher::v3::StringMatcher {
+                match_pattern: Some(
+                    envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern::Exact(
+                        exact.into(),
+                    ),
+                ),
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    }
+}
+
+fn add(key: &str, value: &str) -> core::HeaderValueOption {
+    core::HeaderValueOption {
+        header: Some(core::HeaderValue {
+            key: key.into(),
+            value: value.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Aeraki's tunnelled form, as its RDS server builds it.
+fn tunnelled() -> rt::RouteConfiguration {
+    use rt::route_action::ClusterSpecifier;
+    let weighted = rt::WeightedCluster {
+        clusters: ["v1", "v2"]
+            .iter()
+            .zip([20, 80])
+            .map(|(n, w)| rt::weighted_cluster::ClusterWeight {
+                name: (*n).into(),
+                weight: Some(UInt32Value { value: w }),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let r1 = rt::Route {
+        name: "by-method".into(),
+        r#match: Some(rt::RouteMatch {
+            path_specifier: Some(rt::route_match::PathSpecifier::Prefix("/".into())),
+            headers: vec![header("method", "sayHello")],
+            ..Default::default()
+        }),
+        action: Some(rt::route::Action::Route(rt::RouteAction {
+            cluster_specifier: Some(ClusterSpecifier::WeightedClusters(weighted)),
+            request_mirror_policies: vec![rt::route_action::RequestMirrorPolicy {
+                cluster: "shadow".into(),
+                ..Default::default()
+            }],
+            hash_policy: vec![rt::route_action::HashPolicy {
+                policy_specifier: Some(rt::route_action::hash_policy::PolicySpecifier::Header(
+                    rt::route_action::hash_policy::Header {
+                        header_name: "user".into(),
+                        ..Default::default()
+                    },
+                )),
+                ..Default::default()
+            }],
+            timeout: Some(PbDuration {
+                seconds: 2,
+                nanos: 0,
+            }),
+            ..Default::default()
+        })),
+        request_headers_to_add: vec![add("foo", "bar")],
+        response_headers_to_add: vec![add("x", "y")],
+        ..Default::default()
+    };
+    let r2 = rt::Route {
+        name: "default".into(),
+        r#match: Some(rt::RouteMatch {
+            path_specifier: Some(rt::route_match::PathSpecifier::Prefix("/".into())),
+            ..Default::default()
+        }),
+        action: Some(rt::route::Action::Route(rt::RouteAction {
+            cluster_specifier: Some(ClusterSpecifier::Cluster("v1".into())),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    rt::RouteConfiguration {
+        name: "svc_9090".into(),
+        virtual_hosts: vec![rt::VirtualHost {
+            name: "dummy".into(),
+            domains: vec!["*".into()],
+            routes: vec![r1, r2],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn tunnelled_route_configuration_converts() {
+    let rc = route_configuration_from_proto(&tunnelled(), "rds[svc_9090]").unwrap();
+    assert_eq!(rc.name, "svc_9090");
+    assert_eq!(rc.routes.len(), 2);
+    let r = &rc.routes[0];
+    assert_eq!(r.matchers.len(), 1);
+    assert_eq!(r.matchers[0].name, "method");
+    assert!(matches!(r.matchers[0].spec, MatchSpec::String(_)));
+    assert!(r.matchers[0].matches(Some("sayHello")));
+    let Destination::WeightedClusters(w) = &r.destination else {
+        panic!("expected weighted clusters");
+    };
+    assert_eq!((w[1].name.as_str(), w[1].weight), ("v2", 80));
+    assert_eq!(r.mirrors[0].cluster, "shadow");
+    assert_eq!(r.mirrors[0].fraction_per_million, 1_000_000);
+    assert_eq!(r.hash_policy, ["user"]);
+    assert_eq!(r.timeout, Some(std::time::Duration::from_secs(2)));
+    assert_eq!(r.request_mutation, [("foo".to_owned(), "bar".to_owned())]);
+    assert_eq!(r.response_mutation, [("x".to_owned(), "y".to_owned())]);
+    assert!(rc.routes[1].matchers.is_empty());
+}
+
+#[test]
+fn tunnelled_route_configuration_refusals() {
+    let conv = |rc: &rt::RouteConfiguration| {
+        route_configuration_from_proto(rc, "rds[svc_9090]")
+            .unwrap_err()
+            .to_string()
+    };
+    let mut rc = tunnelled();
+    rc.virtual_hosts.push(rc.virtual_hosts[0].clone());
+    assert_eq!(
+        conv(&rc),
+        "rds[svc_9090].virtual_hosts: exactly one virtual host expected (got 2)"
+    );
+    let mut rc = tunnelled();
+    rc.virtual_hosts[0].domains = vec!["a.com".into()];
+    assert!(conv(&rc).starts_with("rds[svc_9090].virtual_hosts[0].domains: only"));
+    let mut rc = tunnelled();
+    if let Some(rt::route::Action::Route(a)) = &mut rc.virtual_hosts[0].routes[1].action {
+        a.retry_policy = Some(rt::RetryPolicy::default());
+    }
+    assert_eq!(
+        conv(&rc),
+        "rds[svc_9090].virtual_hosts[0].routes[1].route.retry_policy: not supported"
+    );
+    let mut rc = tunnelled();
+    rc.virtual_hosts[0].routes[0].r#match = Some(rt::RouteMatch {
+        path_specifier: Some(rt::route_match::PathSpecifier::Path("/x".into())),
+        ..Default::default()
+    });
+    assert_eq!(
+        conv(&rc),
+        "rds[svc_9090].virtual_hosts[0].routes[0].match.path: not supported"
+    );
+}
+
+fn lb_endpoint(ip: &str, port: u32) -> ep::LbEndpoint {
+    ep::LbEndpoint {
+        host_identifier: Some(ep::lb_endpoint::HostIdentifier::Endpoint(ep::Endpoint {
+            address: Some(core::Address {
+                address: Some(core::address::Address::SocketAddress(core::SocketAddress {
+                    address: ip.into(),
+                    port_specifier: Some(core::socket_address::PortSpecifier::PortValue(port)),
+                    ..Default::default()
+                })),
+            }),
+            ..Default::default()
+        })),
+        load_balancing_weight: Some(UInt32Value { value: 3 }),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn eds_cluster_and_load_assignment() {
+    let ads = core::ConfigSource {
+        config_source_specifier: Some(core::config_source::ConfigSourceSpecifier::Ads(
+            core::AggregatedConfigSource {},
+        )),
+        resource_api_version: core::ApiVersion::V3 as i32,
+        ..Default::default()
+    };
+    let mut c = cl::Cluster {
+        name: "outbound|9090||svc".into(),
+        cluster_discovery_type: Some(cl::cluster::ClusterDiscoveryType::Type(
+            cl::cluster::DiscoveryType::Eds as i32,
+        )),
+        eds_cluster_config: Some(cl::cluster::EdsClusterConfig {
+            eds_config: Some(ads),
+            service_name: "svc-eds".into(),
+        }),
+        ..Default::default()
+    };
+    let conv = cluster_from_proto(&c, "cds[x]").unwrap();
+    assert_eq!(conv.discovery, DiscoveryType::Eds);
+    assert_eq!(conv.eds_service_name.as_deref(), Some("svc-eds"));
+    c.lb_policy = cl::cluster::LbPolicy::LeastRequest as i32;
+    assert_eq!(
+        cluster_from_proto(&c, "cds[x]").unwrap_err().to_string(),
+        "cds[x].lb_policy: LEAST_REQUEST not supported yet (ROUND_ROBIN or RANDOM)"
+    );
+    c.lb_policy = 0;
+    c.circuit_breakers = Some(cl::CircuitBreakers::default());
+    assert_eq!(
+        cluster_from_proto(&c, "cds[x]").unwrap_err().to_string(),
+        "cds[x].circuit_breakers: not supported"
+    );
+
+    let mut la = ep::ClusterLoadAssignment {
+        cluster_name: "svc-eds".into(),
+        endpoints: vec![ep::LocalityLbEndpoints {
+            lb_endpoints: vec![lb_endpoint("10.0.0.1", 9090), lb_endpoint("10.0.0.2", 9090)],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let (name, eps) = cluster_load_assignment_from_proto(&la, "eds[svc-eds]").unwrap();
+    assert_eq!(name, "svc-eds");
+    assert_eq!(eps.len(), 2);
+    assert_eq!(
+        (eps[1].host.as_str(), eps[1].port, eps[1].weight),
+        ("10.0.0.2", 9090, 3)
+    );
+    la.endpoints[0]
+        .lb_endpoints
+        .push(lb_endpoint("svc.local", 9090));
+    assert_eq!(
+        cluster_load_assignment_from_proto(&la, "eds[svc-eds]")
+            .unwrap_err()
+            .to_string(),
+        "eds[svc-eds].endpoints[0].lb_endpoints[2].endpoint.address.socket_address.address: \
+         'svc.local' is not an IP address (EDS endpoints must be IP addresses)"
+    );
+}
