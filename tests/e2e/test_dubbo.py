@@ -446,7 +446,7 @@ def test_proxy_survives_and_logs(proxy):
 
 @pytest.mark.proxy
 def test_demo_config_validates(proxy_bin):
-    """examples/configs/demo-dubbo.yaml (used by scripts/demo) stays loadable."""
+    """examples/configs/demo-dubbo.yaml (used by scripts/demo-dubbo-static) stays loadable."""
     config = REPO / "examples" / "configs" / "demo-dubbo.yaml"
     done = subprocess.run([str(proxy_bin), "--config", str(config), "--mode", "validate"], capture_output=True,
                           text=True, timeout=30, stdin=subprocess.DEVNULL)

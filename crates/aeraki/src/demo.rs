@@ -84,6 +84,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let work = tempdir()?;
     let sidecar = Sidecar::start(&meta_proxy, &work, cp.xds_address).await?;
 
+    sidecar.wait_ready(Duration::from_secs(20)).await?;
+
     let tally = Arc::new(Tally::default());
     let mut clients = Vec::new();
     for svc in &view.services {
@@ -209,6 +211,36 @@ impl Sidecar {
         })
     }
 
+    /// Waits until the sidecar has its first config from the control plane (`/ready`).
+    async fn wait_ready(&self, limit: Duration) -> anyhow::Result<()> {
+        let until = Instant::now() + limit;
+        loop {
+            if crate::status::http_get(self.admin, "/ready").await.is_ok() {
+                return Ok(());
+            }
+            let exited = self
+                .child
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                anyhow::bail!(
+                    "the sidecar meta-proxy exited ({status}); its log: {}",
+                    self.log.display()
+                );
+            }
+            if Instant::now() >= until {
+                anyhow::bail!(
+                    "the sidecar meta-proxy is not ready after {}s; its log: {}",
+                    limit.as_secs(),
+                    self.log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     async fn stop(&self) {
         let child = self.child.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(mut c) = child {
@@ -281,7 +313,7 @@ async fn client_loop(
             {
                 Ok(Ok(c)) => client = Some(c),
                 Ok(Err(e)) => {
-                    tally.record(&label, format!("connect error: {}", short(&e.to_string())));
+                    tally.record(&label, format!("connect error: {:?}", e.kind()));
                     continue;
                 }
                 Err(_) => {
@@ -315,8 +347,8 @@ async fn client_loop(
 
 fn short(s: &str) -> String {
     let s = s.lines().next().unwrap_or_default();
-    if s.chars().count() > 60 {
-        format!("{}…", s.chars().take(60).collect::<String>())
+    if s.chars().count() > 26 {
+        format!("{}…", s.chars().take(26).collect::<String>())
     } else {
         s.to_owned()
     }
@@ -370,7 +402,7 @@ impl Tally {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<62} {:<28} {:>10} {:>8}",
+            "{:<62} {:<34} {:>10} {:>8}",
             "SERVICE", "VERSION / OUTCOME", "LAST 5s", "TOTAL"
         );
         let mut last_service = String::new();
@@ -386,7 +418,7 @@ impl Tally {
             } else {
                 svc.as_str()
             };
-            let _ = writeln!(out, "{shown:<62} {outcome:<28} {pct:>10} {total:>8}");
+            let _ = writeln!(out, "{shown:<62} {outcome:<34} {pct:>10} {total:>8}");
             last_service.clone_from(svc);
         }
         out
