@@ -44,6 +44,12 @@ def meta_proxy_bin() -> Path:
     return Path(env) if env else REPO / "target" / "debug" / "meta-proxy"
 
 
+def aeraki_bin() -> Path:
+    """The control plane binary under test (`$AERAKI_BIN`, else target/debug/aeraki)."""
+    env = os.environ.get("AERAKI_BIN")
+    return Path(env) if env else REPO / "target" / "debug" / "aeraki"
+
+
 # ----------------------------------------------------------------------------- ports
 
 

@@ -13,16 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import REPO, free_port
+from harness import REPO, aeraki_bin, free_port
 
 pytestmark = pytest.mark.proxy
-
-
-def aeraki_bin() -> Path:
-    import os
-
-    env = os.environ.get("AERAKI_BIN")
-    return Path(env) if env else REPO / "target" / "debug" / "aeraki"
 
 
 def demo_dir(tmp_path: Path) -> Path:
