@@ -22,7 +22,7 @@ use aeraki_model::{Protocol, ServiceView};
 use anyhow::Context;
 
 use crate::controller::ControlPlane;
-use crate::samples::{self, Client, Sample};
+use meta_bench::{Client, Protocol as Sample, ServerOptions};
 
 /// Options of `aeraki demo`.
 #[derive(Debug, clap::Args)]
@@ -74,7 +74,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             })?;
             let protocol = bench_protocol(svc)?;
             servers.push(tokio::spawn(async move {
-                if let Err(e) = samples::serve(protocol, listener, name).await {
+                let opts = ServerOptions {
+                    name,
+                    ..ServerOptions::default()
+                };
+                if let Err(e) = meta_bench::serve(protocol, listener, opts).await {
                     tracing::error!("sample server on {addr} stopped: {e}");
                 }
             }));
@@ -138,8 +142,8 @@ fn bench_protocol(svc: &ServiceView) -> anyhow::Result<Sample> {
         Protocol::Thrift => "thrift",
         Protocol::Redis => "redis",
     };
-    Sample::from_app(app)
-        .ok_or_else(|| anyhow::anyhow!("the demo has no sample server for `{app}` ({})", svc.host))
+    app.parse::<Sample>()
+        .map_err(|_| anyhow::anyhow!("the demo has no sample server for `{app}` ({})", svc.host))
 }
 
 fn protocol_name(svc: &ServiceView) -> &str {
@@ -313,7 +317,7 @@ async fn client_loop(
             {
                 Ok(Ok(c)) => client = Some(c),
                 Ok(Err(e)) => {
-                    tally.record(&label, format!("connect error: {:?}", e.kind()));
+                    tally.record(&label, format!("connect error: {}", e.kind()));
                     continue;
                 }
                 Err(_) => {
@@ -324,14 +328,14 @@ async fn client_loop(
         }
         let Some(c) = client.as_mut() else { continue };
         let name = format!("demo-{n}");
-        let outcome = match tokio::time::timeout(Duration::from_secs(2), c.call(&name)).await {
+        let outcome = match tokio::time::timeout(Duration::from_secs(2), c.call(&name, &[])).await {
             Ok(Ok(reply)) => reply
-                .rsplit_once(" from ")
-                .map(|(_, v)| v.to_owned())
+                .server()
+                .map(str::to_owned)
                 .unwrap_or_else(|| "ok (unlabelled)".to_owned()),
             Ok(Err(e)) => {
                 let text = format!("error: {}", short(&e.to_string()));
-                if !e.is_protocol_error() {
+                if e.is_transport() {
                     client = None;
                 }
                 text

@@ -18,7 +18,6 @@
 mod admin;
 mod controller;
 mod demo;
-mod samples;
 mod status;
 
 use std::io::IsTerminal;

@@ -1,0 +1,335 @@
+//! The sample server and client against real third-party peers: thriftpy2 and Apache Thrift
+//! (Python, `.venv`), sofa-rpc-node with dubbo-remoting (`tests/peers/node_modules`). Each test
+//! prints why and passes when its peer is not installed.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    reason = "test helpers outside #[test] fns"
+)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use meta_bench::{CallError, Client, ClientOptions, Protocol, ServerOptions, serve};
+use tokio::net::TcpListener;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn python() -> Option<PathBuf> {
+    let py = repo().join(".venv/bin/python");
+    let ok = py.exists()
+        && Command::new(&py)
+            .args(["-c", "import thriftpy2, thrift"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if !ok {
+        println!(
+            "SKIP: {} with thriftpy2 and thrift is not installed",
+            py.display()
+        );
+    }
+    ok.then_some(py)
+}
+
+fn node() -> bool {
+    let ok = repo()
+        .join("tests/peers/node_modules/sofa-rpc-node")
+        .exists()
+        && Command::new("node").arg("--version").output().is_ok();
+    if !ok {
+        println!("SKIP: node or tests/peers/node_modules/sofa-rpc-node is missing");
+    }
+    ok
+}
+
+/// A child process killed on drop.
+struct Peer(Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Starts a peer server and waits (at most 20 s) for its READY line.
+fn start_peer(mut cmd: Command) -> Peer {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+    let mut child = Peer(cmd.spawn().unwrap());
+    let out = child.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if line.starts_with("READY") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("peer server did not print READY within 20 s");
+    child
+}
+
+/// Runs a peer client to completion (at most 60 s) and returns its JSON lines.
+fn run_client(mut cmd: Command) -> Vec<serde_json::Value> {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+    let mut child = Peer(cmd.spawn().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.0.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "peer client still running after 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut child.0.stdout.take().unwrap(), &mut text).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+async fn start_ours(proto: Protocol, name: &str) -> (u16, tokio::task::JoinHandle<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let opts = ServerOptions {
+        name: name.into(),
+        ..ServerOptions::default()
+    };
+    let task = tokio::spawn(async move {
+        let _ = serve(proto, l, opts).await;
+    });
+    (port, task)
+}
+
+const THRIFT_VARIANTS: [(&str, &str); 6] = [
+    ("binary", "framed"),
+    ("compact", "framed"),
+    ("binary", "buffered"),
+    ("compact", "buffered"),
+    ("binary", "header"),
+    ("compact", "header"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_thrift_server_answers_real_clients() {
+    let Some(py) = python() else { return };
+    let (port, server) = start_ours(Protocol::THRIFT, "rs1").await;
+    for (protocol, transport) in THRIFT_VARIANTS {
+        for (method, arg, want_ok) in [("sayHello", "world", true), ("echo", "x", false)] {
+            let mut cmd = Command::new(&py);
+            cmd.arg(repo().join("tests/peers/thrift_client.py")).args([
+                "--target",
+                &format!("127.0.0.1:{port}"),
+                "--protocol",
+                protocol,
+                "--transport",
+                transport,
+                "--method",
+                method,
+                "--arg",
+                arg,
+                "--count",
+                "3",
+            ]);
+            let lines = tokio::task::spawn_blocking(move || run_client(cmd))
+                .await
+                .unwrap();
+            assert_eq!(lines.len(), 3, "{protocol}/{transport}: {lines:?}");
+            for l in &lines {
+                if want_ok {
+                    assert_eq!(l["ok"], true, "{protocol}/{transport}: {l}");
+                    assert_eq!(l["result"], "hello world from rs1");
+                } else {
+                    assert_eq!(l["ok"], false, "{protocol}/{transport}: {l}");
+                    assert_eq!(l["type"], "TApplicationException", "{l}");
+                    assert!(l["error"].as_str().unwrap().contains("echo"), "{l}");
+                }
+            }
+        }
+    }
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_thrift_client_calls_real_servers() {
+    let Some(py) = python() else { return };
+    for (protocol, transport) in THRIFT_VARIANTS {
+        let port = free_port();
+        let script = if transport == "header" {
+            "tests/peers/thrift_apache_server.py"
+        } else {
+            "tests/peers/thrift_server.py"
+        };
+        let mut cmd = Command::new(&py);
+        cmd.arg(repo().join(script)).args([
+            "--port",
+            &port.to_string(),
+            "--name",
+            "py1",
+            "--protocol",
+            protocol,
+            "--transport",
+            transport,
+        ]);
+        let _peer = tokio::task::spawn_blocking(move || start_peer(cmd))
+            .await
+            .unwrap();
+        let proto: Protocol = format!("thrift-{transport}-{protocol}").parse().unwrap();
+        let mut c = Client::connect(proto, ("127.0.0.1", port)).await.unwrap();
+        for i in 0..3 {
+            let r = c.call(&format!("w{i}"), &[]).await.unwrap();
+            assert_eq!(r.text, format!("hello w{i} from py1"), "{proto}");
+            assert_eq!(r.server(), Some("py1"));
+        }
+        if transport == "header" {
+            let r = c.call("hdr", &[("x-k", "v")]).await.unwrap();
+            assert_eq!(r.text, "hello hdr from py1");
+        }
+        // pipelined: the real server answers in order
+        let ids: Vec<u64> = futures_send(&mut c, 5).await;
+        for id in ids {
+            assert_eq!(c.recv().await.unwrap().id, id, "{proto}");
+        }
+        // "echo" with "bad" raises the declared BadInput
+        let opts = ClientOptions {
+            method: "echo".into(),
+            ..ClientOptions::default()
+        };
+        let mut e = Client::connect_with(proto, ("127.0.0.1", port), opts)
+            .await
+            .unwrap();
+        let err = e.call("bad", &[]).await.unwrap_err();
+        assert!(
+            matches!(err, CallError::ThriftDeclared(1)),
+            "{proto}: {err:?}"
+        );
+        let err = e.call("appex", &[]).await.unwrap_err();
+        assert!(
+            matches!(err, CallError::ThriftApplication { .. }),
+            "{proto}: {err:?}"
+        );
+    }
+}
+
+async fn futures_send(c: &mut Client, n: usize) -> Vec<u64> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        ids.push(c.send(&format!("p{i}"), &[]).await.unwrap());
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_dubbo_server_answers_sofa_rpc_node() {
+    if !node() {
+        return;
+    }
+    let (port, server) = start_ours(Protocol::Dubbo, "rs2").await;
+    let client = |method: &str, args: &str| {
+        let mut cmd = Command::new("node");
+        cmd.arg(repo().join("tests/peers/dubbo_client.js")).args([
+            "--target",
+            &format!("127.0.0.1:{port}"),
+            "--method",
+            method,
+            "--args",
+            args,
+            "--count",
+            "4",
+            "--concurrency",
+            "2",
+        ]);
+        cmd
+    };
+    let cmd = client("sayHello", r#"["caller{i}"]"#);
+    let lines = tokio::task::spawn_blocking(move || run_client(cmd))
+        .await
+        .unwrap();
+    let calls: Vec<_> = lines
+        .iter()
+        .filter(|l| l.get("summary").is_none())
+        .collect();
+    assert_eq!(calls.len(), 4, "{lines:?}");
+    for l in calls {
+        assert_eq!(l["ok"], true, "{l}");
+        let i = l["i"].as_u64().unwrap();
+        assert_eq!(l["result"], format!("hello caller{i} from rs2"));
+    }
+    let cmd = client("goodbye", r#"["x"]"#);
+    let lines = tokio::task::spawn_blocking(move || run_client(cmd))
+        .await
+        .unwrap();
+    let failed = lines.iter().find(|l| l.get("summary").is_none()).unwrap();
+    assert_eq!(failed["ok"], false, "{failed}");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown method goodbye"),
+        "{failed}"
+    );
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_dubbo_client_calls_sofa_rpc_node() {
+    if !node() {
+        return;
+    }
+    let port = free_port();
+    let mut cmd = Command::new("node");
+    cmd.arg(repo().join("tests/peers/dubbo_server.js")).args([
+        "--port",
+        &port.to_string(),
+        "--name",
+        "js1",
+    ]);
+    let _peer = tokio::task::spawn_blocking(move || start_peer(cmd))
+        .await
+        .unwrap();
+    let mut c = Client::connect(Protocol::Dubbo, ("127.0.0.1", port))
+        .await
+        .unwrap();
+    for i in 0..3 {
+        let r = c
+            .call(&format!("d{i}"), &[("x-user", "bob")])
+            .await
+            .unwrap();
+        assert_eq!(r.text, format!("hello d{i} from js1"));
+        assert_eq!(r.server(), Some("js1"));
+    }
+    let with = |method: &str| ClientOptions {
+        method: method.into(),
+        ..ClientOptions::default()
+    };
+    let addr = ("127.0.0.1", port);
+    let mut echo = Client::connect_with(Protocol::Dubbo, addr, with("echoAttachments"))
+        .await
+        .unwrap();
+    let r = echo.call("", &[("x-user", "bob")]).await.unwrap();
+    assert!(r.text.contains("\"x-user\":\"bob\""), "{}", r.text);
+    let mut fail = Client::connect_with(Protocol::Dubbo, addr, with("fail"))
+        .await
+        .unwrap();
+    let err = fail.call("", &[]).await.unwrap_err();
+    assert!(matches!(err, CallError::DubboException(_)), "{err:?}");
+    assert!(err.to_string().contains("fail() raised in js1"), "{err}");
+    let mut crash = Client::connect_with(Protocol::Dubbo, addr, with("crash"))
+        .await
+        .unwrap();
+    let err = crash.call("", &[]).await.unwrap_err();
+    assert!(matches!(err, CallError::DubboStatus { .. }), "{err:?}");
+    assert!(err.to_string().contains("crash() in js1"), "{err}");
+}
