@@ -281,16 +281,33 @@ async fn connection(
         Arc::clone(&permits),
     ));
     receive_loop(&opts, w, reader, rx, &permits, &progress, &mut stats).await;
+    // Only now may the write half close (it lives in the sender task's output).
     sender.abort();
+    drop(sender);
     stats
 }
 
-/// Writes requests on schedule (open loop) or as permits free up (closed loop).
+/// Writes requests (see [`send_requests`]), then hands the write half back so it stays open
+/// until the receive loop is done: closing it (FIN) with answers in flight would lose them at a
+/// proxy that closes on a downstream FIN (Envoy, meta-proxy).
 async fn send_loop(
     c: usize,
     opts: Arc<LoadOptions>,
     w: Window,
     mut writer: ClientWriter,
+    tx: mpsc::UnboundedSender<(u64, Instant)>,
+    permits: Arc<Semaphore>,
+) -> ClientWriter {
+    send_requests(c, opts, w, &mut writer, tx, permits).await;
+    writer
+}
+
+/// Writes requests on schedule (open loop) or as permits free up (closed loop).
+async fn send_requests(
+    c: usize,
+    opts: Arc<LoadOptions>,
+    w: Window,
+    writer: &mut ClientWriter,
     tx: mpsc::UnboundedSender<(u64, Instant)>,
     permits: Arc<Semaphore>,
 ) {
@@ -321,7 +338,7 @@ async fn send_loop(
                     // the system under test, so timed from now. Due while a write was blocked:
                     // timed from the schedule (coordinated-omission correction).
                     let at = if next >= idle_since { now } else { next };
-                    if !push(&mut writer, &mut batch, at) {
+                    if !push(&mut *writer, &mut batch, at) {
                         return;
                     }
                     next += interval;
@@ -344,12 +361,12 @@ async fn send_loop(
                 return;
             }
             batch.clear();
-            if !push(&mut writer, &mut batch, now) {
+            if !push(&mut *writer, &mut batch, now) {
                 return;
             }
             while let Ok(p) = permits.try_acquire() {
                 p.forget();
-                if !push(&mut writer, &mut batch, now) {
+                if !push(&mut *writer, &mut batch, now) {
                     return;
                 }
             }
