@@ -39,6 +39,31 @@ fn route(r: &View) -> Result<Route, ConfigError> {
         }
         None => Vec::new(),
     };
+    let action = route_action(r)?;
+    Ok(Route {
+        name: r.str("name"),
+        matchers,
+        destination: action.destination,
+        request_mutation: key_values(r, "request_mutation")?,
+        response_mutation: key_values(r, "response_mutation")?,
+        timeout: action.timeout,
+        hash_policy: action.view.strs("hash_policy"),
+        mirrors: action.mirrors,
+    })
+}
+
+/// A route's `route` action, the part shared by Aeraki's RouteAction and the tunnelled HTTP
+/// RouteAction of Aeraki's RDS: destination, timeout (default [`DEFAULT_ROUTE_TIMEOUT`], 0
+/// disables) and mirrors. `hash_policy` differs in shape between the two and is left to the
+/// caller (through `view`).
+pub(crate) struct RouteAction {
+    pub(crate) view: View,
+    pub(crate) destination: Destination,
+    pub(crate) timeout: Option<std::time::Duration>,
+    pub(crate) mirrors: Vec<MirrorPolicy>,
+}
+
+pub(crate) fn route_action(r: &View) -> Result<RouteAction, ConfigError> {
     let action = r
         .msg("route")
         .ok_or_else(|| ConfigError::new(r.at("route"), "required"))?;
@@ -51,7 +76,7 @@ fn route(r: &View) -> Result<Route, ConfigError> {
     ])?;
     let destination = if let Some(wc) = action.msg("weighted_clusters") {
         weighted(&wc)?
-    } else if action.has("cluster") && !action.str("cluster").is_empty() {
+    } else if !action.str("cluster").is_empty() {
         Destination::Cluster(action.str("cluster"))
     } else {
         return Err(ConfigError::new(
@@ -69,14 +94,10 @@ fn route(r: &View) -> Result<Route, ConfigError> {
         .iter()
         .map(mirror)
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Route {
-        name: r.str("name"),
-        matchers,
+    Ok(RouteAction {
+        view: action,
         destination,
-        request_mutation: key_values(r, "request_mutation")?,
-        response_mutation: key_values(r, "response_mutation")?,
         timeout,
-        hash_policy: action.strs("hash_policy"),
         mirrors,
     })
 }

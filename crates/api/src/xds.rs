@@ -1,9 +1,7 @@
 //! `dynamic_resources`, config sources, and the resources that arrive over xDS: Aeraki's
 //! tunnelled RDS `RouteConfiguration` and EDS `ClusterLoadAssignment`.
 
-use meta_config::{
-    Cluster, DEFAULT_ROUTE_TIMEOUT, Destination, Endpoint, Route, RouteConfig, XdsConfig,
-};
+use meta_config::{Cluster, Endpoint, Route, RouteConfig, XdsConfig};
 
 use crate::error::ConfigError;
 use crate::view::View;
@@ -215,37 +213,9 @@ fn route(r: &View) -> Result<Route, ConfigError> {
         }
         None => Vec::new(),
     };
-    let action = r
-        .msg("route")
-        .ok_or_else(|| ConfigError::new(r.at("route"), "required"))?;
-    action.only(&[
-        "cluster",
-        "weighted_clusters",
-        "request_mirror_policies",
-        "hash_policy",
-        "timeout",
-    ])?;
-    let destination = if let Some(wc) = action.msg("weighted_clusters") {
-        crate::route::weighted(&wc)?
-    } else if !action.str("cluster").is_empty() {
-        Destination::Cluster(action.str("cluster"))
-    } else {
-        return Err(ConfigError::new(
-            action.path.clone(),
-            "cluster or weighted_clusters required",
-        ));
-    };
-    let timeout = match action.duration("timeout")? {
-        None => Some(DEFAULT_ROUTE_TIMEOUT),
-        Some(d) if d.is_zero() => None,
-        Some(d) => Some(d),
-    };
-    let mirrors = action
-        .list("request_mirror_policies")
-        .iter()
-        .map(crate::route::mirror)
-        .collect::<Result<Vec<_>, _>>()?;
+    let action = crate::route::route_action(r)?;
     let hash_policy = action
+        .view
         .list("hash_policy")
         .iter()
         .map(|h| {
@@ -264,12 +234,12 @@ fn route(r: &View) -> Result<Route, ConfigError> {
     Ok(Route {
         name: r.str("name"),
         matchers,
-        destination,
+        destination: action.destination,
         request_mutation: headers_to_add(r, "request_headers_to_add")?,
         response_mutation: headers_to_add(r, "response_headers_to_add")?,
-        timeout,
+        timeout: action.timeout,
         hash_policy,
-        mirrors,
+        mirrors: action.mirrors,
     })
 }
 
