@@ -31,9 +31,10 @@ ensure_apt() {
   [ -z "$created_policy" ] || $sudo rm -f "$policy"
 }
 
-# Debian tools the tests use: promtool (checks /metrics), thrift (generates Apache Thrift peers).
+# Debian tools the tests use: promtool (checks /metrics), thrift (generates Apache Thrift peers),
+# redis-server (the rate-limit service's Redis counters).
 ensure_system_tools() {
-  ensure_apt promtool:prometheus thrift:thrift-compiler
+  ensure_apt promtool:prometheus thrift:thrift-compiler redis-server:redis-server
   command -v node >/dev/null 2>&1 || ensure_apt node:nodejs
   command -v npm >/dev/null 2>&1 || ensure_apt npm:npm
 }
