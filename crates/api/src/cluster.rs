@@ -22,6 +22,9 @@ pub(crate) fn cluster(c: &View, ads: bool) -> Result<Cluster, ConfigError> {
         "type",
         "connect_timeout",
         "lb_policy",
+        "least_request_lb_config",
+        "ring_hash_lb_config",
+        "maglev_lb_config",
         "dns_refresh_rate",
         "load_assignment",
     ])?;
@@ -49,19 +52,7 @@ pub(crate) fn cluster(c: &View, ads: bool) -> Result<Cluster, ConfigError> {
             ));
         }
     };
-    let lb_policy = match c.enum_num("lb_policy") {
-        0 => LbPolicy::RoundRobin,
-        3 => LbPolicy::Random,
-        _ => {
-            return Err(ConfigError::new(
-                c.at("lb_policy"),
-                format!(
-                    "{} not supported yet (ROUND_ROBIN or RANDOM)",
-                    c.enum_name("lb_policy")
-                ),
-            ));
-        }
-    };
+    let lb_policy = lb_policy(c)?;
     let connect_timeout = c
         .duration("connect_timeout")?
         .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
@@ -121,6 +112,130 @@ pub(crate) fn cluster(c: &View, ads: bool) -> Result<Cluster, ConfigError> {
     })
 }
 
+/// `lb_policy` and its `*_lb_config`; a config for another policy than the chosen one is
+/// refused (Envoy would ignore it).
+fn lb_policy(c: &View) -> Result<LbPolicy, ConfigError> {
+    let policy = match c.enum_num("lb_policy") {
+        0 => LbPolicy::RoundRobin,
+        1 => least_request(c.msg("least_request_lb_config"))?,
+        2 => ring_hash(c.msg("ring_hash_lb_config"))?,
+        3 => LbPolicy::Random,
+        5 => maglev(c.msg("maglev_lb_config"))?,
+        _ => {
+            return Err(ConfigError::new(
+                c.at("lb_policy"),
+                format!(
+                    "{} not supported (ROUND_ROBIN, LEAST_REQUEST, RING_HASH, RANDOM or MAGLEV)",
+                    c.enum_name("lb_policy")
+                ),
+            ));
+        }
+    };
+    let wanted = match policy {
+        LbPolicy::LeastRequest { .. } => "least_request_lb_config",
+        LbPolicy::RingHash { .. } => "ring_hash_lb_config",
+        LbPolicy::Maglev { .. } => "maglev_lb_config",
+        LbPolicy::RoundRobin | LbPolicy::Random => "",
+    };
+    for f in [
+        "least_request_lb_config",
+        "ring_hash_lb_config",
+        "maglev_lb_config",
+    ] {
+        if f != wanted && c.has(f) {
+            return Err(ConfigError::new(
+                c.at(f),
+                format!("does not apply to lb_policy {}", c.enum_name("lb_policy")),
+            ));
+        }
+    }
+    Ok(policy)
+}
+
+fn least_request(cfg: Option<View>) -> Result<LbPolicy, ConfigError> {
+    let mut choice_count = LbPolicy::DEFAULT_CHOICE_COUNT;
+    if let Some(cfg) = cfg {
+        cfg.only(&["choice_count"])?;
+        if let Some(n) = cfg.wrapped_u32("choice_count") {
+            if n < 2 {
+                return Err(ConfigError::new(cfg.at("choice_count"), "must be >= 2"));
+            }
+            choice_count = n;
+        }
+    }
+    Ok(LbPolicy::LeastRequest { choice_count })
+}
+
+fn ring_hash(cfg: Option<View>) -> Result<LbPolicy, ConfigError> {
+    let (mut min, mut max) = (
+        LbPolicy::DEFAULT_MIN_RING_SIZE,
+        LbPolicy::DEFAULT_MAX_RING_SIZE,
+    );
+    if let Some(cfg) = cfg {
+        cfg.only(&["minimum_ring_size", "maximum_ring_size", "hash_function"])?;
+        if cfg.enum_num("hash_function") != 0 {
+            return Err(ConfigError::new(
+                cfg.at("hash_function"),
+                format!(
+                    "{} not supported (XX_HASH only)",
+                    cfg.enum_name("hash_function")
+                ),
+            ));
+        }
+        for (field, value) in [
+            ("minimum_ring_size", &mut min),
+            ("maximum_ring_size", &mut max),
+        ] {
+            if let Some(n) = cfg.wrapped_u64(field) {
+                if n == 0 || n > LbPolicy::DEFAULT_MAX_RING_SIZE {
+                    return Err(ConfigError::new(
+                        cfg.at(field),
+                        format!("must be in 1..={}", LbPolicy::DEFAULT_MAX_RING_SIZE),
+                    ));
+                }
+                *value = n;
+            }
+        }
+        if min > max {
+            return Err(ConfigError::new(
+                cfg.at("minimum_ring_size"),
+                format!("{min} is larger than maximum_ring_size {max}"),
+            ));
+        }
+    }
+    Ok(LbPolicy::RingHash {
+        minimum_ring_size: min,
+        maximum_ring_size: max,
+    })
+}
+
+/// Envoy's largest maglev table.
+const MAX_MAGLEV_TABLE: u64 = 5_000_011;
+
+fn maglev(cfg: Option<View>) -> Result<LbPolicy, ConfigError> {
+    let mut table_size = LbPolicy::DEFAULT_MAGLEV_TABLE_SIZE;
+    if let Some(cfg) = cfg {
+        cfg.only(&["table_size"])?;
+        if let Some(n) = cfg.wrapped_u64("table_size") {
+            if n > MAX_MAGLEV_TABLE || !is_prime(n) {
+                return Err(ConfigError::new(
+                    cfg.at("table_size"),
+                    format!("{n} is not a prime <= {MAX_MAGLEV_TABLE}"),
+                ));
+            }
+            table_size = n;
+        }
+    }
+    Ok(LbPolicy::Maglev { table_size })
+}
+
+fn is_prime(n: u64) -> bool {
+    n >= 2
+        && (2..)
+            .take_while(|d| d * d <= n)
+            .all(|d| !n.is_multiple_of(d))
+}
+
 /// The endpoints of a `ClusterLoadAssignment` (a cluster's `load_assignment`, or EDS).
 pub(crate) fn load_assignment(
     la: &View,
@@ -176,3 +291,6 @@ fn endpoint(lbe: &View, discovery: DiscoveryType) -> Result<Endpoint, ConfigErro
     };
     Ok(Endpoint { host, port, weight })
 }
+
+#[cfg(test)]
+mod tests;

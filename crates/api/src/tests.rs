@@ -343,8 +343,24 @@ fn route_actions() {
 #[test]
 fn cluster_rules() {
     assert_eq!(
-        err(PROXY, "lb_policy: MAGLEV"),
-        "static_resources.clusters[0].lb_policy: MAGLEV not supported yet (ROUND_ROBIN or RANDOM)"
+        err(PROXY, "lb_policy: CLUSTER_PROVIDED"),
+        "static_resources.clusters[0].lb_policy: CLUSTER_PROVIDED not supported (ROUND_ROBIN, LEAST_REQUEST, RING_HASH, RANDOM or MAGLEV)"
+    );
+    assert_eq!(
+        err(
+            PROXY,
+            "lb_policy: RING_HASH\nring_hash_lb_config: {hash_function: MURMUR_HASH_2}"
+        ),
+        "static_resources.clusters[0].ring_hash_lb_config.hash_function: MURMUR_HASH_2 not supported (XX_HASH only)"
+    );
+    let b = load(
+        PROXY,
+        "lb_policy: MAGLEV\nmaglev_lb_config: {table_size: 251}",
+    )
+    .unwrap();
+    assert_eq!(
+        b.clusters[0].lb_policy,
+        LbPolicy::Maglev { table_size: 251 }
     );
     assert_eq!(
         err(PROXY, "type: EDS"),
@@ -417,10 +433,10 @@ fn proto_entry_points_and_file_errors() {
     assert_eq!(l.proxy.stat_prefix, "sp");
     let mut c = sr.clusters[0].clone();
     assert_eq!(cluster_from_proto(&c, "cds[0]").unwrap().name, "c1");
-    c.lb_policy = 1;
+    c.lb_policy = 6;
     assert_eq!(
         cluster_from_proto(&c, "cds[0]").unwrap_err().to_string(),
-        "cds[0].lb_policy: LEAST_REQUEST not supported yet (ROUND_ROBIN or RANDOM)"
+        "cds[0].lb_policy: CLUSTER_PROVIDED not supported (ROUND_ROBIN, LEAST_REQUEST, RING_HASH, RANDOM or MAGLEV)"
     );
     let e = load_bootstrap(Path::new("/nonexistent.yaml"))
         .unwrap_err()

@@ -144,6 +144,12 @@ impl View {
         self.msg(f).map(|w| w.u32("value"))
     }
 
+    /// A wrapper (`google.protobuf.UInt64Value`) field, if set.
+    pub(crate) fn wrapped_u64(&self, f: &str) -> Option<u64> {
+        self.msg(f)
+            .map(|w| w.get("value").and_then(|v| v.as_u64()).unwrap_or_default())
+    }
+
     /// Unpacks a set `google.protobuf.Any` field into its message.
     pub(crate) fn any(&self, f: &str) -> Result<Option<(String, View)>, ConfigError> {
         let Some(any) = self.msg(f) else {

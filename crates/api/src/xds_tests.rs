@@ -308,10 +308,10 @@ fn eds_cluster_and_load_assignment() {
     let conv = cluster_from_proto(&c, "cds[x]").unwrap();
     assert_eq!(conv.discovery, DiscoveryType::Eds);
     assert_eq!(conv.eds_service_name.as_deref(), Some("svc-eds"));
-    c.lb_policy = cl::cluster::LbPolicy::LeastRequest as i32;
+    c.lb_policy = cl::cluster::LbPolicy::ClusterProvided as i32;
     assert_eq!(
         cluster_from_proto(&c, "cds[x]").unwrap_err().to_string(),
-        "cds[x].lb_policy: LEAST_REQUEST not supported yet (ROUND_ROBIN or RANDOM)"
+        "cds[x].lb_policy: CLUSTER_PROVIDED not supported (ROUND_ROBIN, LEAST_REQUEST, RING_HASH, RANDOM or MAGLEV)"
     );
     c.lb_policy = 0;
     c.circuit_breakers = Some(cl::CircuitBreakers::default());

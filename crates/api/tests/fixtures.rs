@@ -46,13 +46,7 @@ fn table() -> Vec<(&'static str, Expect)> {
                 "filter 'aeraki.meta_protocol.filters.ratelimit' is not supported yet",
             ),
         ),
-        (
-            "hash_policy_test.yaml",
-            Refused(
-                "static_resources.clusters[0].lb_policy",
-                "MAGLEV not supported yet (ROUND_ROBIN or RANDOM)",
-            ),
-        ),
+        ("hash_policy_test.yaml", Loads(check_hash_policy)),
         ("idle_timeout_test.yaml", Loads(check_idle_timeout)),
         (
             "local-ratelimit_test-full-match-condition.yaml",
@@ -113,6 +107,17 @@ fn check_brpc(b: &Bootstrap) {
     assert_eq!(
         (c.endpoints[0].host.as_str(), c.endpoints[0].port),
         ("127.0.0.1", 20001)
+    );
+}
+
+fn check_hash_policy(b: &Bootstrap) {
+    assert_eq!(
+        b.clusters[0].lb_policy,
+        meta_config::LbPolicy::Maglev { table_size: 65537 }
+    );
+    assert_eq!(
+        b.listeners[0].proxy.route_config.routes[0].hash_policy,
+        ["method"]
     );
 }
 

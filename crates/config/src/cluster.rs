@@ -45,6 +45,37 @@ pub enum LbPolicy {
     RoundRobin,
     /// Uniform random among healthy endpoints.
     Random,
+    /// Power of `choice_count` choices: the endpoint with the fewest active requests (relative
+    /// to its weight) among `choice_count` weighted random picks.
+    LeastRequest {
+        /// Random picks compared per request (Envoy's default 2).
+        choice_count: u32,
+    },
+    /// Ketama-style consistent-hash ring on the route's hash keys (xxHash64); weights give
+    /// proportionally many virtual nodes. No hash key on a request: weighted random.
+    RingHash {
+        /// Minimum virtual nodes on the ring (Envoy's default 1024).
+        minimum_ring_size: u64,
+        /// Maximum virtual nodes on the ring (Envoy's default and cap 8M).
+        maximum_ring_size: u64,
+    },
+    /// Maglev lookup table on the route's hash keys; weights give proportionally many
+    /// entries. No hash key on a request: weighted random.
+    Maglev {
+        /// Lookup table size, a prime (Envoy's default 65537).
+        table_size: u64,
+    },
+}
+
+impl LbPolicy {
+    /// Envoy's default `least_request_lb_config.choice_count`.
+    pub const DEFAULT_CHOICE_COUNT: u32 = 2;
+    /// Envoy's default `ring_hash_lb_config.minimum_ring_size`.
+    pub const DEFAULT_MIN_RING_SIZE: u64 = 1024;
+    /// Envoy's default (and largest allowed) `ring_hash_lb_config.maximum_ring_size`.
+    pub const DEFAULT_MAX_RING_SIZE: u64 = 8 * 1024 * 1024;
+    /// Envoy's default `maglev_lb_config.table_size`.
+    pub const DEFAULT_MAGLEV_TABLE_SIZE: u64 = 65537;
 }
 
 /// One upstream endpoint.

@@ -3,22 +3,72 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use meta_config::{Cluster, DiscoveryType, Endpoint};
 
 use crate::EngineError;
-use crate::lb::{self, LbContext, LoadBalancer, WeightedAddr};
+use crate::lb::{self, ActiveCounters, LbContext, LoadBalancer, WeightedAddr};
 use crate::metrics::{ClusterMetrics, Metrics};
 
 /// Every cluster by name; swapped as a whole.
 pub type ClusterMap = HashMap<String, Arc<ClusterState>>;
 
-/// One resolved endpoint set and its balancer.
+/// One resolved endpoint set, its active-request counters and its balancer.
 struct EndpointSet {
     endpoints: Vec<WeightedAddr>,
+    active: ActiveCounters,
     lb: Box<dyn LoadBalancer>,
+}
+
+impl EndpointSet {
+    /// A set over `endpoints`; an endpoint also in `previous` keeps its active counter.
+    fn new(
+        policy: meta_config::LbPolicy,
+        endpoints: Vec<WeightedAddr>,
+        previous: Option<&Self>,
+    ) -> Self {
+        let active: ActiveCounters = endpoints
+            .iter()
+            .map(|e| {
+                previous
+                    .and_then(|p| {
+                        p.endpoints
+                            .iter()
+                            .position(|q| q.addr == e.addr)
+                            .and_then(|i| p.active.get(i).cloned())
+                    })
+                    .unwrap_or_default()
+            })
+            .collect();
+        Self {
+            lb: lb::build_with(policy, endpoints.clone(), active.clone()),
+            active,
+            endpoints,
+        }
+    }
+}
+
+/// A picked endpoint; counts as one active request on it until dropped.
+pub struct Picked {
+    /// Where to send the request.
+    pub addr: SocketAddr,
+    active: Arc<AtomicUsize>,
+}
+
+impl Picked {
+    fn new(addr: SocketAddr, active: Arc<AtomicUsize>) -> Self {
+        active.fetch_add(1, Ordering::Relaxed);
+        Self { addr, active }
+    }
+}
+
+impl Drop for Picked {
+    fn drop(&mut self) {
+        self.active.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A cluster: its config, current endpoints and metric handles.
@@ -43,10 +93,7 @@ impl ClusterState {
             DiscoveryType::StrictDns => Vec::new(),
         };
         let metrics = metrics.cluster(&config.name);
-        let set = ArcSwap::from_pointee(EndpointSet {
-            lb: lb::build(config.lb_policy, endpoints.clone()),
-            endpoints,
-        });
+        let set = ArcSwap::from_pointee(EndpointSet::new(config.lb_policy, endpoints, None));
         Ok(Self {
             config,
             set,
@@ -54,9 +101,13 @@ impl ClusterState {
         })
     }
 
-    /// Picks an endpoint, `None` if the cluster has none.
-    pub fn pick(&self, ctx: &LbContext) -> Option<SocketAddr> {
-        self.set.load().lb.pick(ctx)
+    /// Picks an endpoint, `None` if the cluster has none. The endpoint counts one more active
+    /// request (least request reads it) until the [`Picked`] is dropped.
+    pub fn pick(&self, ctx: &LbContext) -> Option<Picked> {
+        let set = self.set.load();
+        let i = set.lb.pick(ctx)?;
+        let addr = set.endpoints.get(i)?.addr;
+        Some(Picked::new(addr, set.active.get(i)?.clone()))
     }
 
     /// Current endpoints.
@@ -66,14 +117,13 @@ impl ClusterState {
 
     /// Replaces the endpoint set (and rebuilds the balancer) if it changed.
     pub fn set_endpoints(&self, endpoints: Vec<WeightedAddr>) {
-        if self.set.load().endpoints == endpoints {
+        let previous = self.set.load();
+        if previous.endpoints == endpoints {
             return;
         }
         tracing::debug!(cluster = %self.config.name, ?endpoints, "endpoints updated");
-        self.set.store(Arc::new(EndpointSet {
-            lb: lb::build(self.config.lb_policy, endpoints.clone()),
-            endpoints,
-        }));
+        let set = EndpointSet::new(self.config.lb_policy, endpoints, Some(&previous));
+        self.set.store(Arc::new(set));
     }
 
     /// Replaces the endpoints of a STATIC or EDS cluster (EDS update); every host must be an IP
@@ -150,4 +200,90 @@ fn static_addr(cluster: &str, e: &Endpoint) -> Result<WeightedAddr, EngineError>
         addr: SocketAddr::new(ip, e.port),
         weight: e.weight,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use meta_config::LbPolicy;
+
+    use super::*;
+
+    fn config(policy: LbPolicy, ports: &[u16]) -> Cluster {
+        Cluster {
+            name: "c".into(),
+            discovery: DiscoveryType::Static,
+            connect_timeout: Duration::from_secs(1),
+            lb_policy: policy,
+            endpoints: ports
+                .iter()
+                .map(|p| Endpoint {
+                    host: "127.0.0.1".into(),
+                    port: *p,
+                    weight: 1,
+                })
+                .collect(),
+            dns_refresh_rate: Duration::from_secs(5),
+            eds_service_name: None,
+        }
+    }
+
+    fn active(c: &ClusterState) -> Vec<(u16, usize)> {
+        let set = c.set.load();
+        set.endpoints
+            .iter()
+            .zip(&set.active)
+            .map(|(e, a)| (e.addr.port(), a.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    #[test]
+    fn picks_count_active_requests_across_endpoint_updates() {
+        let policy = LbPolicy::LeastRequest { choice_count: 2 };
+        let c = ClusterState::new(config(policy, &[1, 2]), &Metrics::new()).unwrap();
+        let held: Vec<Picked> = (0..10)
+            .map(|_| c.pick(&LbContext::default()).unwrap())
+            .collect();
+        let total: usize = active(&c).iter().map(|(_, n)| n).sum();
+        assert_eq!(total, 10);
+        let before = active(&c);
+        // Endpoint 2 stays (keeps its count), 1 goes, 3 arrives idle.
+        c.set_static_endpoints(&config(policy, &[2, 3]).endpoints)
+            .unwrap();
+        let after = active(&c);
+        assert_eq!(after[0], before[1]);
+        assert_eq!(after[1], (3, 0));
+        // A new request prefers the idle newcomer unless both draws hit the busy one.
+        let busy = before[1].1;
+        let to_new = (0..200)
+            .filter(|_| c.pick(&LbContext::default()).unwrap().addr.port() == 3)
+            .count();
+        if busy > 0 {
+            assert!(to_new > 120, "{to_new}");
+        }
+        drop(held);
+        assert_eq!(
+            active(&c),
+            [(2, 0), (3, 0)],
+            "finished picks leave the count"
+        );
+    }
+
+    #[test]
+    fn consistent_hash_survives_an_unrelated_endpoint_change() {
+        let policy = LbPolicy::Maglev { table_size: 65537 };
+        let c = ClusterState::new(config(policy, &[1, 2, 3, 4]), &Metrics::new()).unwrap();
+        let ctx = |k: u64| LbContext {
+            hash: Some(k.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+        };
+        let owner = |c: &ClusterState, k| c.pick(&ctx(k)).unwrap().addr.port();
+        let before: Vec<u16> = (0..1000).map(|k| owner(&c, k)).collect();
+        c.set_static_endpoints(&config(policy, &[1, 2, 3]).endpoints)
+            .unwrap();
+        let kept = (0..1000u64)
+            .filter(|k| before[*k as usize] != 4 && owner(&c, *k) == before[*k as usize])
+            .count();
+        let not_on_4 = before.iter().filter(|p| **p != 4).count();
+        // Keys not on the removed endpoint mostly stay where they were.
+        assert!(kept * 10 >= not_on_4 * 8, "{kept} of {not_on_4}");
+    }
 }

@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
+use crate::cluster::Picked;
 use crate::filter::{self, FilterStatus, RequestContext};
 use crate::io::{Backlog, write_pump};
 use crate::lb::LbContext;
@@ -274,7 +275,10 @@ fn on_request(
         let msg = format!("unknown cluster '{}'", target.cluster);
         return fail(codec, &frame.meta, ErrorKind::ClusterNotFound, msg);
     };
-    let Some(addr) = cluster.pick(&LbContext::default()) else {
+    let ctx = LbContext {
+        hash: crate::lb::hash_keys(&route.route.hash_policy, &frame.meta),
+    };
+    let Some(picked) = cluster.pick(&ctx) else {
         let msg = format!("no healthy upstream in cluster '{}'", target.cluster);
         return fail(codec, &frame.meta, ErrorKind::NoHealthyUpstream, msg);
     };
@@ -289,6 +293,7 @@ fn on_request(
         mirror(conn, rt, route, codec, &frame);
     }
     let variant = codec.connection_variant();
+    let addr = picked.addr;
     let up = l.upstream(cluster, addr, variant, rt.codec_options());
     target.metrics.upstream_requests.inc();
     let Some(guard) = guard else {
@@ -321,6 +326,7 @@ fn on_request(
                 meta,
                 start,
                 _guard: guard,
+                _picked: picked,
             };
             let route_ix = route_index(rt, route);
             let target_ix = route.targets.iter().position(|t| std::ptr::eq(t, target));
@@ -360,9 +366,13 @@ fn mirror(
             tracing::debug!(cluster = %target.cluster, "mirror cluster unknown");
             continue;
         };
-        let Some(addr) = cluster.pick(&LbContext::default()) else {
+        let ctx = LbContext {
+            hash: crate::lb::hash_keys(&route.route.hash_policy, &frame.meta),
+        };
+        let Some(picked) = cluster.pick(&ctx) else {
             continue;
         };
+        let addr = picked.addr;
         let up = l.upstream(
             cluster,
             addr,
@@ -389,6 +399,7 @@ fn mirror(
             let bound = route.route.timeout.unwrap_or(MIRROR_TIMEOUT);
             let metrics = target.metrics.clone();
             tokio::spawn(async move {
+                let _picked = picked;
                 if let Ok(Ok(Ok(f))) = tokio::time::timeout(bound, rx).await {
                     match f.meta.status {
                         ResponseStatus::Ok => metrics.responses_ok.inc(),
@@ -414,6 +425,8 @@ struct Pending {
     meta: Metadata,
     start: Instant,
     _guard: InFlight,
+    /// The endpoint's active-request count, held until the outcome.
+    _picked: Picked,
 }
 
 impl Pending {

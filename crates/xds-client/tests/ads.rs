@@ -155,7 +155,7 @@ async fn invalid_resources_are_nacked_with_their_path_and_old_config_serves() {
         // partial application), the NACK names the refused one.
         let mut lr = cl::Cluster {
             name: "lr".into(),
-            lb_policy: cl::cluster::LbPolicy::LeastRequest as i32,
+            lb_policy: cl::cluster::LbPolicy::ClusterProvided as i32,
             ..Default::default()
         };
         lr.cluster_discovery_type = Some(cl::cluster::ClusterDiscoveryType::Type(
@@ -174,7 +174,7 @@ async fn invalid_resources_are_nacked_with_their_path_and_old_config_serves() {
         let nack = ads.wait_for("cds nack", nacked(CDS)).await;
         assert_eq!(
             nack.error_detail.unwrap().message,
-            "cds[lr].lb_policy: LEAST_REQUEST not supported yet (ROUND_ROBIN or RANDOM)"
+            "cds[lr].lb_policy: CLUSTER_PROVIDED not supported (ROUND_ROBIN, LEAST_REQUEST, RING_HASH, RANDOM or MAGLEV)"
         );
         let names: Vec<String> = engine.config_dump()["clusters"]
             .as_array()
