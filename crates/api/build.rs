@@ -20,6 +20,9 @@ const ENVOY_ROOTS: &[&str] = &[
     "envoy/extensions/filters/network/thrift_proxy/v3/thrift_proxy.proto",
     "envoy/extensions/filters/network/thrift_proxy/router/v3/router.proto",
     "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto",
+    // Route fault injection and retry host predicate (MetaRoute `fault` and `retries`).
+    "envoy/extensions/filters/http/fault/v3/fault.proto",
+    "envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto",
 ];
 
 /// Our own protos (relative to `proto/`).

@@ -15,12 +15,13 @@
 //! original id back and is written by the connection's single writer. Every failure is answered
 //! in the client's protocol ([`meta_protocol::Codec::on_error`]) without closing the connection.
 //!
-//! Not yet: streaming frames after `StreamInit` (dropped), hash-policy load balancing, retries.
+//! Not yet: streaming frames after `StreamInit` (dropped), retries.
 
 mod cluster;
 mod conn;
 mod dynamic;
 pub mod filter;
+mod health;
 mod io;
 pub mod lb;
 mod listener;
