@@ -4,6 +4,7 @@
 //! small task per two-way request waits for its outcome (response, local reply, timeout) and
 //! queues the bytes to the connection's single writer, in completion order.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -19,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use crate::cluster::Picked;
-use crate::filter::{self, FilterStatus, RequestContext};
+use crate::filter::{self, ChainStatus, RequestContext};
 use crate::io::{Backlog, write_pump};
 use crate::lb::LbContext;
 use crate::listener::{ListenerRt, ListenerShared, RouteRt, Target, shutdown_signal};
@@ -225,7 +226,40 @@ fn process(conn: &Arc<Conn>, buf: &mut BytesMut, tasks: &mut JoinSet<()>) -> Res
     }
 }
 
-/// Filters, routes and forwards one request; answers locally on any failure.
+/// A decoded request on its way through the filters and the router.
+struct Request {
+    frame: Frame,
+    /// Key/values the filters add; the route's request mutation is applied over them.
+    mutation: Mutation,
+    start: Instant,
+    /// Held by two-way requests until their outcome; `None` for one-way requests.
+    guard: Option<InFlight>,
+}
+
+impl Request {
+    /// Answers the request locally in its protocol (a one-way request is only counted).
+    fn fail(&self, conn: &Conn, codec: &mut dyn Codec, kind: ErrorKind, msg: String) {
+        if self.guard.is_some() {
+            conn.local_reply(codec, &self.frame.meta, &LocalReply::new(kind, msg));
+        } else {
+            conn.l.metrics.count_local_reply(kind);
+            tracing::debug!(listener = %conn.l.name, "one-way request dropped: {msg}");
+        }
+    }
+
+    /// Runs the filter chain from position `from`.
+    fn run_filters(&mut self, rt: &ListenerRt, listener: &str, from: usize) -> ChainStatus {
+        let mut ctx = RequestContext {
+            listener,
+            meta: &mut self.frame.meta,
+            mutation: &mut self.mutation,
+        };
+        filter::run_request(&rt.filters, from, &mut ctx)
+    }
+}
+
+/// Filters, routes and forwards one request; answers locally on any failure. A filter that
+/// waits moves the rest of the request into a task of the connection ([`resume`]).
 fn on_request(
     conn: &Arc<Conn>,
     rt: &Arc<ListenerRt>,
@@ -234,54 +268,108 @@ fn on_request(
     tasks: &mut JoinSet<()>,
 ) {
     let start = Instant::now();
-    let l = &conn.l;
     let two_way = frame.meta.kind != MessageKind::OneWay;
     let guard = two_way.then(|| InFlight::new(conn));
     frame
         .meta
-        .set(keys::APPLICATION_PROTOCOL, l.factory.protocol());
-    let fail = |codec: &mut dyn Codec, meta: &Metadata, kind, msg: String| {
-        if two_way {
-            conn.local_reply(codec, meta, &LocalReply::new(kind, msg));
-        } else {
-            l.metrics.count_local_reply(kind);
-            tracing::debug!(listener = %l.name, "one-way request dropped: {msg}");
-        }
+        .set(keys::APPLICATION_PROTOCOL, conn.l.factory.protocol());
+    let mut req = Request {
+        frame,
+        mutation: Mutation::new(),
+        start,
+        guard,
     };
-    let mut mutation = Mutation::new();
     if !rt.filters.is_empty() {
-        let mut ctx = RequestContext {
-            listener: &l.name,
-            meta: &mut frame.meta,
-            mutation: &mut mutation,
-        };
-        if let FilterStatus::LocalReply(r) = filter::run_request(&rt.filters, &mut ctx) {
-            return fail(codec, &frame.meta, r.kind, r.message);
+        match req.run_filters(rt, &conn.l.name, 0) {
+            ChainStatus::Continue => {}
+            ChainStatus::LocalReply(r) => return req.fail(conn, codec, r.kind, r.message),
+            ChainStatus::Wait { index, future } => {
+                tasks.spawn(resume(conn.clone(), rt.clone(), req, index, future));
+                return;
+            }
         }
     }
-    let Some(route) = rt.routes.iter().find(|r| r.matches(&frame.meta)) else {
+    if let Some(wait) = dispatch(conn, rt, codec, req) {
+        tasks.spawn(wait);
+    }
+}
+
+/// Finishes a request whose filter `index` had to wait: awaits it, runs the rest of the chain
+/// (waiting again if needed), then routes and forwards.
+async fn resume(
+    conn: Arc<Conn>,
+    rt: Arc<ListenerRt>,
+    mut req: Request,
+    mut index: usize,
+    mut future: filter::FilterFuture,
+) {
+    loop {
+        if let Err(r) = filter::settle(future).await {
+            req.fail(&conn, conn.codec().as_mut(), r.kind, r.message);
+            return;
+        }
+        match req.run_filters(&rt, &conn.l.name, index + 1) {
+            ChainStatus::Continue => break,
+            ChainStatus::LocalReply(r) => {
+                req.fail(&conn, conn.codec().as_mut(), r.kind, r.message);
+                return;
+            }
+            ChainStatus::Wait {
+                index: i,
+                future: f,
+            } => (index, future) = (i, f),
+        }
+    }
+    let wait = dispatch(&conn, &rt, conn.codec().as_mut(), req);
+    if let Some(wait) = wait {
+        wait.await;
+    }
+}
+
+/// Routes, picks an endpoint and forwards the request. Returns what must be awaited for a
+/// two-way request's outcome (the caller spawns or awaits it); `None` when the request is done
+/// (one-way, or answered locally).
+fn dispatch(
+    conn: &Arc<Conn>,
+    rt: &Arc<ListenerRt>,
+    codec: &mut dyn Codec,
+    req: Request,
+) -> Option<impl Future<Output = ()> + Send + 'static> {
+    let l = &conn.l;
+    let meta = &req.frame.meta;
+    let Some(route) = rt.routes.iter().find(|r| r.matches(meta)) else {
         let msg = format!(
             "meta protocol router: no matched route for request '{}'",
-            frame.meta.request_id
+            meta.request_id
         );
-        return fail(codec, &frame.meta, ErrorKind::RouteNotFound, msg);
+        req.fail(conn, codec, ErrorKind::RouteNotFound, msg);
+        return None;
     };
     let Some(target) = route.pick() else {
         let msg = format!("route '{}' has no cluster", route.route.name);
-        return fail(codec, &frame.meta, ErrorKind::ClusterNotFound, msg);
+        req.fail(conn, codec, ErrorKind::ClusterNotFound, msg);
+        return None;
     };
     let clusters = l.clusters.load();
     let Some(cluster) = clusters.get(&target.cluster) else {
         let msg = format!("unknown cluster '{}'", target.cluster);
-        return fail(codec, &frame.meta, ErrorKind::ClusterNotFound, msg);
+        req.fail(conn, codec, ErrorKind::ClusterNotFound, msg);
+        return None;
     };
     let ctx = LbContext {
-        hash: crate::lb::hash_keys(&route.route.hash_policy, &frame.meta),
+        hash: crate::lb::hash_keys(&route.route.hash_policy, meta),
     };
     let Some(picked) = cluster.pick(&ctx) else {
         let msg = format!("no healthy upstream in cluster '{}'", target.cluster);
-        return fail(codec, &frame.meta, ErrorKind::NoHealthyUpstream, msg);
+        req.fail(conn, codec, ErrorKind::NoHealthyUpstream, msg);
+        return None;
     };
+    let Request {
+        mut frame,
+        mut mutation,
+        start,
+        guard,
+    } = req;
     mutation.extend_from(&route.request_mutation);
     if !mutation.is_empty()
         && let Err(e) = codec.encode(&mut frame, &mutation)
@@ -300,7 +388,7 @@ fn on_request(
         if up.forward(frame, None, &mut |_, _| Ok(())).is_err() {
             l.metrics.count_local_reply(ErrorKind::UpstreamReset);
         }
-        return;
+        return None;
     };
     let meta = frame.meta.clone();
     let (tx, rx) = oneshot::channel();
@@ -330,8 +418,7 @@ fn on_request(
             };
             let route_ix = route_index(rt, route);
             let target_ix = route.targets.iter().position(|t| std::ptr::eq(t, target));
-            tasks.spawn(pending.wait(rx, route_ix, target_ix.unwrap_or(0)));
-            return;
+            return Some(pending.wait(rx, route_ix, target_ix.unwrap_or(0)));
         }
         Err(ForwardError::Closed(_) | ForwardError::Lost) => (
             ErrorKind::UpstreamReset,
@@ -346,7 +433,8 @@ fn on_request(
             format!("cannot rewrite the request id: {}", e.detail),
         ),
     };
-    fail(codec, &meta, kind, msg);
+    conn.local_reply(codec, &meta, &LocalReply::new(kind, msg));
+    None
 }
 
 /// Sends a copy of `frame` to each mirror cluster of `route` that takes it; answers are

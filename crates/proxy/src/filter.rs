@@ -4,16 +4,41 @@
 //! it locally (rate limiting, fault injection, authorization); then it sees the response (or the
 //! local reply) in the response phase. The router is not a [`Filter`]: it is the fixed terminal
 //! step of every chain ([`meta_config::FilterConfig::Router`]).
+//!
+//! A filter that must wait (a remote rate-limit check) returns [`FilterStatus::Wait`] with a
+//! `'static` future: the connection goes on reading and serving other requests while this one
+//! waits; when the future resolves, the chain resumes with the next filter. Synchronous filters
+//! cost no task and no allocation.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
 use meta_protocol::{LocalReply, Metadata, Mutation};
 
+/// What a waiting filter resolves to: [`FilterStatus::Continue`] or [`FilterStatus::LocalReply`]
+/// (a nested [`FilterStatus::Wait`] is awaited in turn).
+pub type FilterFuture = Pin<Box<dyn Future<Output = FilterStatus> + Send>>;
+
 /// What a filter decided for a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FilterStatus {
     /// Go on with the next filter (and eventually the router).
     Continue,
     /// Stop and answer the client with this error, in its protocol.
     LocalReply(LocalReply),
+    /// Decide later: the request waits for this future (which must not borrow the request; copy
+    /// what it needs from the [`RequestContext`] first).
+    Wait(FilterFuture),
+}
+
+impl std::fmt::Debug for FilterStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FilterStatus::Continue => f.write_str("Continue"),
+            FilterStatus::LocalReply(r) => f.debug_tuple("LocalReply").field(r).finish(),
+            FilterStatus::Wait(_) => f.write_str("Wait(..)"),
+        }
+    }
 }
 
 /// The request as a filter sees it.
@@ -45,16 +70,48 @@ pub trait Filter: Send + Sync {
     }
 }
 
-/// Runs the request phase of `chain`; the first local reply stops it.
+/// Where the request phase of a chain stopped.
+pub enum ChainStatus {
+    /// Every filter let the request through.
+    Continue,
+    /// A filter answered the request.
+    LocalReply(LocalReply),
+    /// The filter at `index` must be awaited; afterwards the chain resumes at `index + 1`.
+    Wait {
+        /// The waiting filter's position in the chain.
+        index: usize,
+        /// What it waits for.
+        future: FilterFuture,
+    },
+}
+
+/// Runs the request phase of `chain` from position `from`: the first local reply stops it, the
+/// first wait suspends it.
 pub fn run_request(
-    chain: &[std::sync::Arc<dyn Filter>],
+    chain: &[Arc<dyn Filter>],
+    from: usize,
     ctx: &mut RequestContext<'_>,
-) -> FilterStatus {
-    for f in chain {
-        if let FilterStatus::LocalReply(r) = f.on_request(ctx) {
-            tracing::debug!(filter = f.name(), "local reply: {r}");
-            return FilterStatus::LocalReply(r);
+) -> ChainStatus {
+    for (index, f) in chain.iter().enumerate().skip(from) {
+        match f.on_request(ctx) {
+            FilterStatus::Continue => {}
+            FilterStatus::LocalReply(r) => {
+                tracing::debug!(filter = f.name(), "local reply: {r}");
+                return ChainStatus::LocalReply(r);
+            }
+            FilterStatus::Wait(future) => return ChainStatus::Wait { index, future },
         }
     }
-    FilterStatus::Continue
+    ChainStatus::Continue
+}
+
+/// Awaits a waiting filter's future (and any wait it resolves to) down to a decision.
+pub async fn settle(mut future: FilterFuture) -> Result<(), LocalReply> {
+    loop {
+        match future.await {
+            FilterStatus::Continue => return Ok(()),
+            FilterStatus::LocalReply(r) => return Err(r),
+            FilterStatus::Wait(next) => future = next,
+        }
+    }
 }

@@ -364,3 +364,74 @@ async fn in_order_protocols_share_a_fifo_connection() {
     })
     .await;
 }
+
+/// Waits `cmd * 100 ms` for commands 7 and 8, then lets 7 through and denies 8; other commands
+/// pass at once.
+struct SlowCheck;
+
+impl meta_proxy_engine::filter::Filter for SlowCheck {
+    fn name(&self) -> &'static str {
+        "test.slow_check"
+    }
+
+    fn on_request(
+        &self,
+        ctx: &mut meta_proxy_engine::filter::RequestContext<'_>,
+    ) -> meta_proxy_engine::filter::FilterStatus {
+        use meta_proxy_engine::filter::FilterStatus;
+        let cmd: u64 = ctx
+            .meta
+            .get("cmd")
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        if cmd != 7 && cmd != 8 {
+            return FilterStatus::Continue;
+        }
+        FilterStatus::Wait(Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(cmd * 100)).await;
+            if cmd == 8 {
+                let r =
+                    meta_protocol::LocalReply::new(meta_protocol::ErrorKind::OverLimit, "later");
+                return FilterStatus::LocalReply(r);
+            }
+            FilterStatus::Continue
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_filters_do_not_block_the_connection() {
+    bounded(async {
+        let (a, seen) = backend("a", 0).await;
+        let (engine, addr) = start(bootstrap(
+            proxy(vec![route("all", vec![], to("a"))]),
+            vec![cluster("a", &[a])],
+        ))
+        .await;
+        // The waiting filter first, then one that denies cmd 9: the chain resumes after a wait.
+        let deny = std::sync::Arc::new(DenyCmd9(Default::default()));
+        assert!(engine.set_filters("l", vec![std::sync::Arc::new(SlowCheck), deny]));
+        let mut c = Client::connect(addr).await;
+        c.send(&request(1, 8, b"")).await;
+        c.send(&request(2, 7, b"w")).await;
+        c.send(&request(3, 1, b"x")).await;
+        let mut order = Vec::new();
+        for _ in 0..3 {
+            let f = c.recv().await.expect("an answer");
+            let err = f.meta.status == meta_protocol::ResponseStatus::Error;
+            order.push((
+                f.meta.request_id,
+                err,
+                String::from_utf8_lossy(&f.bytes[16..]).into_owned(),
+            ));
+        }
+        // The request that did not wait is answered first; 7 (700 ms) then 8 (800 ms) follow.
+        assert_eq!(order[0], (3, false, "a:x".into()));
+        assert_eq!(order[1], (2, false, "a:w".into()));
+        assert_eq!(order[2], (1, true, "later".into()));
+        assert_eq!(seen.requests.load(Ordering::SeqCst), 2);
+        let reason = r#"meta_protocol_local_replies_total{listener="l",reason="over_limit"}"#;
+        assert_eq!(metric(&engine, reason), 1.0);
+    })
+    .await;
+}
