@@ -27,6 +27,8 @@ pub struct Shared {
 struct Served {
     config: ConfigState,
     resources: BTreeMap<Flavor, ResourceSet>,
+    /// The mesh view behind `resources`.
+    view: Arc<aeraki_model::MeshView>,
 }
 
 impl Shared {
@@ -39,6 +41,7 @@ impl Shared {
                     ..ConfigState::default()
                 },
                 resources: BTreeMap::new(),
+                view: Arc::default(),
             }),
         }
     }
@@ -67,7 +70,13 @@ impl Shared {
         s.config.last_error = None;
         s.config.warnings = warnings;
         s.resources = resources;
+        s.view = Arc::new(loaded.view.clone());
         version
+    }
+
+    /// The mesh view currently served (empty before the first valid config).
+    pub fn view(&self) -> Arc<aeraki_model::MeshView> {
+        self.lock().view.clone()
     }
 
     /// Records a refused change (the served config is unchanged).

@@ -54,9 +54,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .map_or_else(sibling_meta_proxy, Ok)?;
     let cp = ControlPlane::start(dir.clone(), args.xds_address, args.admin_address).await?;
-    let view = aeraki_config::load_dir(&dir)
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .view;
+    // The view the control plane serves (start fails on an invalid directory).
+    let view = cp.shared.view();
 
     let mut servers = Vec::new();
     for svc in &view.services {
