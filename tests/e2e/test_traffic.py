@@ -21,7 +21,7 @@ from collections import Counter
 
 import pytest
 
-from cp_harness import DUBBO_HOST, dubbo_calls, require_binaries, thrift_calls, version_of
+from cp_harness import DUBBO_HOST, dubbo_calls, require_binaries, thrift_calls, version_of, wait_until
 from thrift_common import tp2_client
 from traffic_mesh import (
     SLOW_MS,
@@ -215,12 +215,16 @@ def mirror_route(host, mirror_subset, percent):
 
 def test_dubbo_mirror_half(mesh):
     mesh.apply_dubbo([mirror_route(DUBBO_HOST, "v2", 50)])
+    sent_before = mesh.metric("meta_protocol_upstream_requests_total", cluster=mesh.cluster("dubbo", "v2"))
     t, n = tag(), 40
     got = dubbo_versions(dubbo(mesh, args=(f"{t}-{{i}}",), count=n))
     assert got == ["v1"] * n, f"the primary must answer every call: {Counter(got)}\n{mesh.diag()}"
     assert calls_seen(mesh.dubbo_procs["v1"], "sayHello", t) == n
     mirrored = settled_count(mesh.dubbo_procs["v2"], "sayHello", t, at_least=8)
     assert 8 <= mirrored <= 32, f"v2 got {mirrored} of {n} mirrored calls (50%: 20 ± 4 sd)\n{mesh.diag()}"
+    # the sidecar counts the copies it sent under the mirror cluster
+    sent = mesh.metric("meta_protocol_upstream_requests_total", cluster=mesh.cluster("dubbo", "v2")) - sent_before
+    assert sent == mirrored, (sent, mirrored)
 
 
 def test_thrift_mirror_half(mesh):
@@ -262,8 +266,14 @@ def test_thrift_slow_mirror_does_not_delay_primary(mesh):
 
 def test_dubbo_dead_mirror_primary_still_answers(mesh):
     mesh.apply_dubbo([mirror_route(DUBBO_HOST, "dead", 100)])
+    dead = mesh.cluster("dubbo", "dead")
+    failures_before = mesh.metric("meta_protocol_upstream_connect_failures_total", cluster=dead)
     got = dubbo_versions(dubbo(mesh, count=10))
     assert got == ["v1"] * 10, f"{got}\n{mesh.diag()}"
+    # the copies were really attempted (and failed to connect)
+    assert mesh.metric("meta_protocol_upstream_requests_total", cluster=dead) >= 10
+    wait_until(lambda: mesh.metric("meta_protocol_upstream_connect_failures_total", cluster=dead) > failures_before,
+               5.0, "a connect failure to the dead mirror", details=mesh.diag)
 
 
 def test_thrift_dead_mirror_primary_still_answers(mesh):

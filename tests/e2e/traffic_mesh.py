@@ -27,7 +27,16 @@ from cp_harness import (
     wait_until,
     write_yaml,
 )
-from harness import NODE_PEERS, VENV_PY, Proc, dubbo_client_cmd, dubbo_server, free_port, parse_client_output
+from harness import (
+    NODE_PEERS,
+    VENV_PY,
+    Proc,
+    dubbo_client_cmd,
+    dubbo_server,
+    free_port,
+    metric_value,
+    parse_client_output,
+)
 
 THRIFT_HOST = "thrift-traffic.e2e.svc.cluster.local"
 NET = 62  # VIPs 127.0.62.1 (Thrift) and 127.0.62.2 (Dubbo)
@@ -202,6 +211,18 @@ class TrafficMesh:
 
         wait_until(synced, timeout, "the sidecar to ACK the new config",
                    details=lambda: json.dumps(self.cp.status(), indent=1) + "\n" + self.diag())
+
+    def cluster(self, protocol: str, subset: str) -> str:
+        """The name of a subset's cluster (`outbound|<port>|<subset>|<host>`)."""
+        if protocol == "dubbo":
+            return f"outbound|{self.dubbo_port}|{subset}|{DUBBO_HOST}"
+        return f"outbound|{self.thrift_port}|{subset}|{THRIFT_HOST}"
+
+    def metric(self, name: str, **labels) -> float:
+        """A sidecar metric (sum over the samples carrying `labels`)."""
+        code, body = self.proxy.get("/metrics")
+        assert code == 200, f"/metrics answered {code}: {body[:300]}"
+        return metric_value(body, name, **labels)
 
     def _apply(self, file: str, doc: dict) -> None:
         before = self.cp.status()["config"]["version"]
