@@ -7,7 +7,9 @@
 // One direct connection to the target (no registry). Prints ONE JSON line per call:
 //   {"i":0,"ok":true,"result":...,"ms":3}   or   {"i":0,"ok":false,"error":"...","ms":3}
 // and a summary line last: {"summary":true,"ok":N,"failed":M,"ms":total}.
-// In string arguments "{i}" is replaced by the call's index, so each caller can recognise its answer.
+// With --response-props each call line also has "responseProps": the response's attachments (or null).
+// In string arguments and in the method name "{i}" is replaced by the call's index, so each caller can
+// recognise its answer (and `--method 'hello{i}'` calls hello0, hello1, ...).
 // Exit code 0 whatever the calls returned (2 on bad usage).
 
 const { RpcClient } = require('sofa-rpc-node').client;
@@ -63,6 +65,14 @@ async function main() {
     serverHost: opts.target,
     responseTimeout: timeoutMs,
   });
+  const withProps = opts['response-props'] === true;
+  if (withProps) {
+    // The response attachments are decoded into ctx.res.responseProps; hand them to the caller's holder.
+    consumer.use(async (ctx, next) => {
+      await next();
+      if (ctx.req.ctx) ctx.req.ctx.responseProps = (ctx.res && ctx.res.responseProps) || null;
+    });
+  }
   await consumer.ready();
 
   let next = 0;
@@ -72,16 +82,19 @@ async function main() {
     while (next < count) {
       const i = next++;
       const t0 = Date.now();
+      const holder = {};
+      const props = line => (withProps ? Object.assign(line, { responseProps: holder.responseProps || null }) : line);
       try {
-        const result = await consumer.invoke(opts.method, substitute(args, i), {
+        const result = await consumer.invoke(substitute(opts.method, i), substitute(args, i), {
           requestProps: Object.assign({}, attachments),
           responseTimeout: timeoutMs,
+          ctx: holder,
         });
         ok++;
-        emit({ i, ok: true, result: result === undefined ? null : result, ms: Date.now() - t0 });
+        emit(props({ i, ok: true, result: result === undefined ? null : result, ms: Date.now() - t0 }));
       } catch (err) {
         failed++;
-        emit({ i, ok: false, error: errorText(err), ms: Date.now() - t0 });
+        emit(props({ i, ok: false, error: errorText(err), ms: Date.now() - t0 }));
       }
     }
   }

@@ -8,6 +8,7 @@
 //   echoAttachments()   -> JSON text {"server": name, "attachments": {...request attachments...}}
 //   fail()              -> an exception result (status OK, RESPONSE_WITH_EXCEPTION), as Java Dubbo sends
 //   crash()             -> throws: a SERVER_ERROR (status 80) response with the message
+//   hello0(name) .. hello15(name) -> like sayHello (many method names, for hashing on the method)
 // --delay-ms delays every reply; --fail-method makes that method throw. Prints READY when listening,
 // CONNECTION n per accepted connection and CALL <method> <json args> per invocation.
 
@@ -60,7 +61,17 @@ const server = new LoopbackServer({
   killTimeout: 1000,
 });
 
+const extraHellos = {};
+for (let i = 0; i < 16; i++) {
+  const method = `hello${i}`;
+  extraHellos[method] = async function(who) {
+    await before(method, [ who ]);
+    return `hello ${who} from ${name}`;
+  };
+}
+
 server.addService({ interfaceName: INTERFACE, version: VERSION }, {
+  ...extraHellos,
   async sayHello(who) {
     await before('sayHello', [ who ]);
     return `hello ${who} from ${name}`;

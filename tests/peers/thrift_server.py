@@ -2,10 +2,11 @@
 """thriftpy2 HelloService server (real third-party Thrift peer).
 
   thrift_server.py --port P --name v1 --protocol binary|compact|binary-nonstrict
-                   --transport framed|buffered [--delay-ms N] [--idle-close-ms N]
+                   --transport framed|buffered [--delay-ms N] [--idle-close-ms N] [--log-calls]
 
-Prints "READY" once listening on 127.0.0.1:P. One thread per connection; requests on one connection are
-served in order.
+Prints "READY" once listening on 127.0.0.1:P; with --log-calls also "CALL <method> <args>" per call.
+
+One thread per connection; requests on one connection are served in order.
 """
 
 import argparse
@@ -17,6 +18,22 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from thrift_common import Handler, tp2_factories, tp2_module  # noqa: E402
 
 
+class CallLogger:
+    """Wraps a Handler: prints one CALL line per invocation (before serving it)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __getattr__(self, method):
+        fn = getattr(self.inner, method)
+
+        def call(*args):
+            print("CALL %s %s" % (method, " ".join(map(str, args))), flush=True)
+            return fn(*args)
+
+        return call
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
@@ -26,6 +43,7 @@ def main():
     ap.add_argument("--delay-ms", type=int, default=0)
     ap.add_argument("--idle-close-ms", type=int, default=0,
                     help="close a connection idle for this long (0: never)")
+    ap.add_argument("--log-calls", action="store_true", help='print "CALL <method> <args>" per call')
     a = ap.parse_args()
 
     from thriftpy2.rpc import make_server
@@ -33,6 +51,8 @@ def main():
 
     mod = tp2_module()
     handler = Handler(a.name, a.delay_ms, mod.BadInput, TApplicationException)
+    if a.log_calls:
+        handler = CallLogger(handler)
     proto, trans = tp2_factories(a.protocol, a.transport)
     # client_timeout=0: never close idle connections (a proxy keeps its upstream connections open)
     server = make_server(mod.HelloService, handler, "127.0.0.1", a.port, proto_factory=proto,
