@@ -18,6 +18,7 @@ mod common;
 mod json;
 mod meta;
 mod native;
+mod policy;
 #[cfg(test)]
 mod tests;
 
@@ -39,7 +40,7 @@ pub struct Translation {
 
 /// Translates `view` for proxies of kind `flavor`.
 pub fn translate(view: &MeshView, flavor: Flavor) -> Translation {
-    let mut cx = Cx::new(view);
+    let mut cx = Cx::new(view, flavor);
     if let Some(path) = &view.mesh.access_log_file {
         cx.warn(format!(
             "mesh accessLogFile {path:?}: access logs are not configured by translation yet; ignored"
@@ -54,9 +55,11 @@ pub fn translate(view: &MeshView, flavor: Flavor) -> Translation {
             continue;
         }
         cluster::clusters(&mut cx, svc);
-        match flavor {
-            Flavor::MetaProxy => meta::service(&mut cx, svc),
-            Flavor::Envoy => native::service(&mut cx, svc),
+        match (flavor, &svc.protocol) {
+            // Plain TCP/gRPC services (rate-limit services): clusters only.
+            (_, Protocol::Tcp | Protocol::Grpc) => {}
+            (Flavor::MetaProxy, _) => meta::service(&mut cx, svc),
+            (Flavor::Envoy, _) => native::service(&mut cx, svc),
         }
     }
     Translation {
@@ -68,18 +71,20 @@ pub fn translate(view: &MeshView, flavor: Flavor) -> Translation {
 /// Translation state: the output so far and an index of services for destination lookups.
 pub(crate) struct Cx<'a> {
     by_key: BTreeMap<(&'a str, u16), &'a ServiceView>,
+    pub(crate) flavor: Flavor,
     pub(crate) set: ResourceSet,
     pub(crate) warnings: Vec<String>,
 }
 
 impl<'a> Cx<'a> {
-    fn new(view: &'a MeshView) -> Self {
+    fn new(view: &'a MeshView, flavor: Flavor) -> Self {
         let mut by_key = BTreeMap::new();
         for s in &view.services {
             by_key.entry((s.host.as_str(), s.port)).or_insert(s);
         }
         Cx {
             by_key,
+            flavor,
             set: ResourceSet::default(),
             warnings: Vec::new(),
         }
