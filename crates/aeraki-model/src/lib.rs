@@ -19,7 +19,8 @@ use serde::Serialize;
 /// translation output is deterministic.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct MeshView {
-    /// One entry per (service host, port) that speaks a protocol we manage.
+    /// One entry per (service host, port) that speaks a protocol we manage, plus the plain
+    /// gRPC/TCP ports that MetaRouters name as their rate-limit service (clusters only).
     pub services: Vec<ServiceView>,
     /// Mesh-wide settings (access log etc.).
     pub mesh: MeshSettings,

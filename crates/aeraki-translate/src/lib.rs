@@ -3,7 +3,10 @@
 //!
 //! - [`Flavor::MetaProxy`]: MetaProtocol listeners whose routes come over RDS in Aeraki's
 //!   tunnelled form (a MetaProtocol route table carried inside an HTTP `RouteConfiguration`),
-//!   and EDS clusters with their `ClusterLoadAssignment`s.
+//!   and EDS clusters with their `ClusterLoadAssignment`s. MetaRoute timeouts, retries and
+//!   faults ride on the tunnelled routes; MetaRouter rate limits become the listener's
+//!   `local_ratelimit`/`ratelimit` filters before the router.
+//! - Plain gRPC/TCP services (rate-limit services): clusters only, in both flavours.
 //! - [`Flavor::Envoy`]: the same clusters and endpoints, with native `dubbo_proxy` /
 //!   `thrift_proxy` listeners carrying inline route tables (Aeraki's native plugins).
 //!
