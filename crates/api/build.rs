@@ -23,6 +23,8 @@ const ENVOY_ROOTS: &[&str] = &[
     // Route fault injection and retry host predicate (MetaRoute `fault` and `retries`).
     "envoy/extensions/filters/http/fault/v3/fault.proto",
     "envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto",
+    // gRPC clusters of the control plane's Envoy flavour (explicit HTTP/2 upstream).
+    "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
 ];
 
 /// Our own protos (relative to `proto/`).

@@ -3,7 +3,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use aeraki_model::{EndpointView, MeshView, Protocol, Resolution, ServiceView, SubsetView};
+use aeraki_model::{
+    EndpointView, MeshView, Protocol, Resolution, ServiceView, SubsetView,
+    parse_outbound_cluster_name,
+};
 
 use crate::error::{ConfigError, Diag};
 use crate::policy::{merge, non_empty};
@@ -74,6 +77,21 @@ fn describe_key(k: &Key) -> String {
     format!("{} {}/{}", k.0, k.1, k.2)
 }
 
+/// The protocol of a port Istio would call TCP or gRPC (`tcp`, `tcp-*`, `grpc`, `grpc-*`,
+/// case-insensitive), which we otherwise leave alone.
+fn plain_protocol(port_name: &str) -> Option<Protocol> {
+    let first = port_name.split('-').next()?.to_ascii_lowercase();
+    match first.as_str() {
+        "tcp" => Some(Protocol::Tcp),
+        "grpc" => Some(Protocol::Grpc),
+        _ => None,
+    }
+}
+
+fn is_plain(p: &Protocol) -> bool {
+    matches!(p, Protocol::Tcp | Protocol::Grpc)
+}
+
 /// Builds the mesh view; `v` must hold no errors. Cross-object conflicts are returned as
 /// errors, everything questionable but servable as warnings.
 pub fn resolve(store: &Store, v: &Validated) -> (MeshView, Vec<ConfigError>, Vec<String>) {
@@ -86,6 +104,15 @@ pub fn resolve(store: &Store, v: &Validated) -> (MeshView, Vec<ConfigError>, Vec
     let mut used_drs: BTreeSet<Key> = BTreeSet::new();
     let mut used_routers: BTreeSet<Key> = BTreeSet::new();
     let mut routed_hosts: BTreeMap<String, Key> = BTreeMap::new();
+    // (host, port) of rate-limit services named `outbound|<port>||<host>` by MetaRouters:
+    // plain TCP/gRPC ports enter the view only for these.
+    let rls_refs: BTreeSet<(String, u16)> = v
+        .routers
+        .iter()
+        .filter_map(|(_, _, r)| r.global_rate_limit.as_ref())
+        .filter_map(|g| parse_outbound_cluster_name(&g.rate_limit_service))
+        .map(|(port, _, host)| (host.to_owned(), port))
+        .collect();
 
     for src in sources(store, v) {
         let o = src.object;
@@ -97,13 +124,21 @@ pub fn resolve(store: &Store, v: &Validated) -> (MeshView, Vec<ConfigError>, Vec
             .enumerate()
             .filter_map(|(i, p)| match &p.detected {
                 Detected::Ours(proto) => Some((i, p, proto.clone())),
-                _ => None,
+                Detected::NotOurs => plain_protocol(&p.name)
+                    .filter(|_| {
+                        src.hosts
+                            .iter()
+                            .any(|h| rls_refs.contains(&(h.clone(), p.number)))
+                    })
+                    .map(|proto| (i, p, proto)),
+                Detected::Unsupported(_) => None,
             })
             .collect();
         if our_ports.is_empty() {
             continue;
         }
-        if src.addresses.is_empty() && src.resolution != Resolution::None {
+        let managed = our_ports.iter().any(|(_, _, proto)| !is_plain(proto));
+        if managed && src.addresses.is_empty() && src.resolution != Resolution::None {
             d.warn(
                 if o.body.kind() == "Service" { "spec.clusterIP" } else { "spec.addresses" },
                 "no address: no outbound listener for this service (Aeraki would allocate a 240.240.0.0/16 VIP; file mode does not — add an address)",
@@ -121,6 +156,9 @@ pub fn resolve(store: &Store, v: &Validated) -> (MeshView, Vec<ConfigError>, Vec
                 used_drs.insert(k.clone());
             }
             for (pi, port, protocol) in &our_ports {
+                if is_plain(protocol) && !rls_refs.contains(&(host.clone(), port.number)) {
+                    continue;
+                }
                 let pp = format!("spec.ports[{pi}]");
                 if let Some(first) = declared.insert(
                     (host.clone(), port.number),
@@ -139,7 +177,8 @@ pub fn resolve(store: &Store, v: &Validated) -> (MeshView, Vec<ConfigError>, Vec
                     );
                     continue;
                 }
-                let addresses = if hi == 0 {
+                // Plain TCP/gRPC services get clusters only: no listener, no address.
+                let addresses = if hi == 0 && !is_plain(protocol) {
                     src.addresses.clone()
                 } else {
                     Vec::new()
@@ -359,6 +398,7 @@ fn cross_checks(
                         format!("spec.hosts[{i}]"),
                         format!("VirtualService routing of the native {} port {} of {host} is not supported yet; use a tcp-metaprotocol-* port and a MetaRouter", s.port_name, s.port),
                     ),
+                    Protocol::Tcp | Protocol::Grpc => {}
                     Protocol::Redis => d.warn(
                         format!("spec.hosts[{i}]"),
                         format!("ignored for Redis port {} of {host}", s.port),

@@ -417,3 +417,72 @@ fn conflicts_between_objects_are_refused() {
         "t.yaml: document 2 (ServiceEntry meta/dubbo2): spec.ports[0]: address 240.240.0.1 port 20880 is already the listener of org.apache.dubbo.demo (meta/dubbo)"
     );
 }
+
+/// A gRPC (or TCP) service named by `globalRateLimit.rateLimitService` enters the view (clusters
+/// only: no address, no router); plain ports nobody names stay out.
+#[test]
+fn rate_limit_services_enter_the_view() {
+    let yaml = r#"
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata: {name: dubbo, namespace: meta}
+spec:
+  hosts: [org.apache.dubbo.demo]
+  addresses: [240.240.0.1]
+  ports: [{number: 20880, name: tcp-metaprotocol-dubbo, protocol: TCP}]
+  resolution: STATIC
+  endpoints: [{address: 10.0.0.1}]
+---
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata: {name: rls, namespace: meta}
+spec:
+  hosts: [rls.meta.svc.cluster.local]
+  addresses: [240.240.0.2]
+  ports:
+  - {number: 8081, name: grpc-rls, protocol: GRPC}
+  - {number: 6070, name: tcp-debug, protocol: TCP}
+  - {number: 8080, name: http-json, protocol: HTTP}
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1}]
+---
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata: {name: other, namespace: meta}
+spec:
+  hosts: [other.meta.svc.cluster.local]
+  ports: [{number: 9000, name: tcp-x, protocol: TCP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.2}]
+---
+apiVersion: metaprotocol.aeraki.io/v1alpha1
+kind: MetaRouter
+metadata: {name: r, namespace: meta}
+spec:
+  hosts: [org.apache.dubbo.demo]
+  globalRateLimit:
+    domain: d
+    rateLimitService: outbound|8081||rls.meta.svc.cluster.local
+    descriptors: [{property: method, descriptorKey: method}]
+"#;
+    let l = aeraki_config::load_str("t.yaml", yaml).unwrap();
+    let hosts: Vec<(&str, u16, &aeraki_model::Protocol)> = l
+        .view
+        .services
+        .iter()
+        .map(|s| (s.host.as_str(), s.port, &s.protocol))
+        .collect();
+    assert_eq!(hosts.len(), 2, "{hosts:?}");
+    assert_eq!(
+        hosts[1],
+        (
+            "rls.meta.svc.cluster.local",
+            8081,
+            &aeraki_model::Protocol::Grpc
+        )
+    );
+    let rls = &l.view.services[1];
+    assert!(rls.addresses.is_empty() && rls.router.is_none());
+    assert_eq!(rls.endpoints.len(), 1);
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+}

@@ -426,3 +426,152 @@ fn skipped_kinds_are_counted() {
     assert_eq!(l.stats.skipped.get("apps/v1/Deployment"), Some(&1));
     assert_eq!(l.stats.skipped.get("(not a Kubernetes object)"), Some(&1));
 }
+
+#[test]
+fn route_policies_are_parsed_into_the_view() {
+    let yaml = router(
+        "  hosts: [org.apache.dubbo.demo]
+  routes:
+  - name: r
+    route: [{destination: {host: org.apache.dubbo.demo}}]
+    timeout: 2s
+    retries: {attempts: 2, perTryTimeout: 500ms, retryOn: 'connect-failure, reset,status:SERVER_TIMEOUT'}
+    fault:
+      delay: {fixedDelay: 1s, percentage: {value: 50}}
+      abort: {percentage: {value: 10}, errorCode: OVER_LIMIT}
+",
+    );
+    let l = load_str("t.yaml", &yaml).unwrap();
+    let r = &l.view.services[0].router.as_ref().unwrap().routes[0];
+    assert_eq!(r.timeout, Some(std::time::Duration::from_secs(2)));
+    let retries = r.retries.as_ref().unwrap();
+    assert_eq!(retries.attempts, 2);
+    assert_eq!(
+        retries.per_try_timeout,
+        Some(std::time::Duration::from_millis(500))
+    );
+    assert_eq!(
+        retries.retry_on,
+        "connect-failure,reset,status:SERVER_TIMEOUT"
+    );
+    let f = r.fault.as_ref().unwrap();
+    assert_eq!(f.delay.as_ref().unwrap().percentage, 50.0);
+    let abort = f.abort.as_ref().unwrap();
+    assert_eq!(abort.error_code, aeraki_model::AbortCode::OverLimit);
+    assert_eq!(abort.error_code.http_status(), 429);
+    // Defaults: retryOn, percentages 100, UNSPECIFIED; attempts 0 means no retry policy.
+    let yaml = router(
+        "  hosts: [org.apache.dubbo.demo]
+  routes:
+  - route: [{destination: {host: org.apache.dubbo.demo}}]
+    retries: {attempts: 1}
+    fault: {abort: {}}
+  - route: [{destination: {host: org.apache.dubbo.demo}}]
+    retries: {attempts: 0}
+",
+    );
+    let l = load_str("t.yaml", &yaml).unwrap();
+    let routes = &l.view.services[0].router.as_ref().unwrap().routes;
+    assert_eq!(
+        routes[0].retries.as_ref().unwrap().retry_on,
+        "connect-failure,refused-stream"
+    );
+    let abort = routes[0].fault.as_ref().unwrap().abort.as_ref().unwrap();
+    assert_eq!(abort.percentage, 100.0);
+    assert_eq!(abort.error_code, aeraki_model::AbortCode::Unspecified);
+    assert_eq!(routes[0].timeout, None);
+    assert_eq!(routes[1].retries, None);
+}
+
+#[test]
+fn route_policy_errors_name_their_field() {
+    let yaml = router(
+        "  hosts: [org.apache.dubbo.demo]
+  routes:
+  - route: [{destination: {host: org.apache.dubbo.demo}}]
+    timeout: 1s
+    retries: {attempts: -1, perTryTimeout: 2s, retryOn: 'reset,foo,,status:'}
+    fault:
+      delay: {fixedDelay: 0s, percentage: {value: 101}}
+      abort: {percentage: {value: -1}, errorCode: NOPE}
+  - route: [{destination: {host: org.apache.dubbo.demo}}]
+    retries: {perTryTimeout: 20s}
+    fault: {}
+  - route: [{destination: {host: org.apache.dubbo.demo}}]
+    retries: {attempts: 1, perTryTimeout: 20s}
+    timeout: 0s
+    fault: {delay: {}}
+",
+    );
+    let known = "connect-failure, refused-stream, reset, gateway-error, 5xx, error-response, status:<VALUE>";
+    let r0 = "spec.routes[0]";
+    let r1 = "spec.routes[1]";
+    let r2 = "spec.routes[2]";
+    let expected = [
+        format!("{r0}.retries.attempts: -1 must be between 0 and 4294967295"),
+        format!("{r0}.retries.perTryTimeout: 2s is longer than the route timeout 1s"),
+        format!("{r0}.retries.retryOn: unknown token 'foo' (known: {known})"),
+        format!("{r0}.retries.retryOn: empty token in \"reset,foo,,status:\""),
+        format!("{r0}.retries.retryOn: unknown token 'status:' (known: {known})"),
+        format!("{r0}.fault.delay.fixedDelay: must be greater than 0"),
+        format!("{r0}.fault.delay.percentage.value: 101 must be in [0, 100]"),
+        format!(
+            "{r0}.fault.abort.errorCode: unknown error code \"NOPE\" (known: UNSPECIFIED, OVER_LIMIT, TIMEOUT, UPSTREAM_RESET, ROUTE_NOT_FOUND, BAD_REQUEST)"
+        ),
+        format!("{r0}.fault.abort.percentage.value: -1 must be in [0, 100]"),
+        format!("{r1}.retries.attempts: required (0 disables retries)"),
+        format!("{r1}.retries.perTryTimeout: 20s is longer than the route timeout 15s (default)"),
+        format!("{r1}.fault: a delay or an abort is required"),
+        format!("{r2}.fault.delay.fixedDelay: required"),
+    ];
+    let expected: Vec<String> = expected.iter().map(|m| format!("{MR}: {m}")).collect();
+    assert_eq!(errors(&yaml), expected);
+    // Unknown fields and bad durations inside the new objects are refused with their path.
+    let e = errors(&router(
+        "  hosts: [org.apache.dubbo.demo]
+  routes:
+  - route: [{destination: {host: org.apache.dubbo.demo}}]
+    retries: {attempts: 1, retryon: reset}
+",
+    ));
+    assert_eq!(e.len(), 1);
+    assert!(
+        e[0].starts_with(&format!(
+            "{MR}: spec.routes[0].retries.retryon: unknown field `retryon`"
+        )),
+        "{e:?}"
+    );
+    let e = errors(&router(
+        "  hosts: [org.apache.dubbo.demo]
+  routes:
+  - route: [{destination: {host: org.apache.dubbo.demo}}]
+    timeout: soon
+",
+    ));
+    assert_eq!(e.len(), 1);
+    assert!(
+        e[0].starts_with(&format!(
+            "{MR}: spec.routes[0].timeout: invalid duration \"soon\""
+        )),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn local_rate_limit_fill_interval_is_at_least_50ms() {
+    let yaml = router(
+        "  hosts: [org.apache.dubbo.demo]
+  localRateLimit:
+    tokenBucket: {maxTokens: 1, tokensPerFill: 1, fillInterval: 49ms}
+    conditions:
+    - match: {attributes: {method: {exact: a}}}
+      tokenBucket: {maxTokens: 1, tokensPerFill: 1, fillInterval: 50ms}
+",
+    );
+    assert_eq!(
+        errors(&yaml),
+        [format!(
+            "{MR}: spec.localRateLimit.tokenBucket.fillInterval: local rate limit token bucket fill timer must be >= 50ms (got 49ms)"
+        )]
+    );
+}

@@ -19,7 +19,8 @@ use serde::Serialize;
 /// translation output is deterministic.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct MeshView {
-    /// One entry per (service host, port) that speaks a protocol we manage.
+    /// One entry per (service host, port) that speaks a protocol we manage, plus the plain
+    /// gRPC/TCP ports that MetaRouters name as their rate-limit service (clusters only).
     pub services: Vec<ServiceView>,
     /// Mesh-wide settings (access log etc.).
     pub mesh: MeshSettings,
@@ -81,6 +82,13 @@ pub enum Protocol {
     Thrift,
     /// `tcp-redis`: parsed now, translated in a later issue.
     Redis,
+    /// A plain TCP port (`tcp` / `tcp-*`), in the view only because a MetaRouter's
+    /// `globalRateLimit.rateLimitService` names its cluster: clusters only, no listener.
+    Tcp,
+    /// A gRPC port (`grpc` / `grpc-*`), in the view only because a MetaRouter's
+    /// `globalRateLimit.rateLimitService` names its cluster: clusters only (HTTP/2 upstream),
+    /// no listener.
+    Grpc,
 }
 
 /// Endpoint resolution, as ServiceEntry `resolution`.
@@ -227,6 +235,84 @@ pub struct RouteView {
     pub request_mutation: Vec<(String, String)>,
     /// Key/values written into responses.
     pub response_mutation: Vec<(String, String)>,
+    /// Whole-request timeout including retries; `Some(ZERO)` disables it, `None` leaves the
+    /// proxy's default (15 s, Envoy's route default).
+    pub timeout: Option<Duration>,
+    /// Retry policy (absent, or `attempts: 0`, means no retries).
+    pub retries: Option<RetryPolicy>,
+    /// Fault injection.
+    pub fault: Option<Fault>,
+}
+
+/// MetaRoute `retries`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RetryPolicy {
+    /// Retries after the first try (≥ 1; `attempts: 0` leaves `retries` unset).
+    pub attempts: u32,
+    /// Timeout of each try, if set (> 0).
+    pub per_try_timeout: Option<Duration>,
+    /// Validated retryOn tokens, comma-joined (`connect-failure,reset,status:SERVER_TIMEOUT`).
+    pub retry_on: String,
+}
+
+/// MetaRoute `fault`: at least one of delay and abort.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Fault {
+    pub delay: Option<FaultDelay>,
+    pub abort: Option<FaultAbort>,
+}
+
+/// `fault.delay`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FaultDelay {
+    /// Delay (> 0).
+    pub fixed_delay: Duration,
+    /// Share of requests delayed, in [0, 100] (default 100).
+    pub percentage: f64,
+}
+
+/// `fault.abort`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FaultAbort {
+    /// Share of requests aborted, in [0, 100] (default 100).
+    pub percentage: f64,
+    pub error_code: AbortCode,
+}
+
+/// `fault.abort.errorCode`: the kind of protocol-native error the client gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AbortCode {
+    Unspecified,
+    OverLimit,
+    Timeout,
+    UpstreamReset,
+    RouteNotFound,
+    BadRequest,
+}
+
+impl AbortCode {
+    /// Every code with its YAML name.
+    pub const ALL: [(AbortCode, &'static str); 6] = [
+        (AbortCode::Unspecified, "UNSPECIFIED"),
+        (AbortCode::OverLimit, "OVER_LIMIT"),
+        (AbortCode::Timeout, "TIMEOUT"),
+        (AbortCode::UpstreamReset, "UPSTREAM_RESET"),
+        (AbortCode::RouteNotFound, "ROUTE_NOT_FOUND"),
+        (AbortCode::BadRequest, "BAD_REQUEST"),
+    ];
+
+    /// The HTTP status that carries this kind in `HTTPFault.abort.http_status` (xDS contract).
+    pub fn http_status(self) -> u32 {
+        match self {
+            AbortCode::Unspecified => 503,
+            AbortCode::OverLimit => 429,
+            AbortCode::Timeout => 504,
+            AbortCode::UpstreamReset => 502,
+            AbortCode::RouteNotFound => 404,
+            AbortCode::BadRequest => 400,
+        }
+    }
 }
 
 /// One attribute condition.
@@ -291,6 +377,7 @@ pub struct RateLimitCondition {
 pub struct GlobalRateLimit {
     pub matches: Vec<AttributeMatch>,
     pub domain: String,
+    /// RLS call timeout; `None` leaves the proxy's default (20 ms).
     pub request_timeout: Option<Duration>,
     pub deny_on_fail: bool,
     /// Envoy cluster name of the rate-limit service.
@@ -302,6 +389,23 @@ pub struct GlobalRateLimit {
 /// Aeraki's cluster name: `outbound|<port>|<subset>|<host>`.
 pub fn outbound_cluster_name(port: u16, subset: Option<&str>, host: &str) -> String {
     format!("outbound|{port}|{}|{host}", subset.unwrap_or(""))
+}
+
+/// Parses `outbound|<port>|<subset>|<host>` into (port, subset, host); `None` for any other
+/// name (an empty host or a port that is not a number).
+pub fn parse_outbound_cluster_name(name: &str) -> Option<(u16, Option<&str>, &str)> {
+    let mut parts = name.split('|');
+    let (Some("outbound"), Some(port), Some(subset), Some(host), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    let port = port.parse().ok()?;
+    (!host.is_empty()).then_some((port, (!subset.is_empty()).then_some(subset), host))
 }
 
 /// Aeraki's route-config name and stat-prefix base: `<host>_<port>`.
@@ -324,6 +428,23 @@ mod tests {
             "outbound|9090||t.x"
         );
         assert_eq!(route_config_name("t.x", 9090), "t.x_9090");
+        assert_eq!(
+            parse_outbound_cluster_name("outbound|8081||rls.x"),
+            Some((8081, None, "rls.x"))
+        );
+        assert_eq!(
+            parse_outbound_cluster_name("outbound|1|v1|h"),
+            Some((1, Some("v1"), "h"))
+        );
+        for bad in [
+            "rls",
+            "outbound|x||h",
+            "outbound|1||",
+            "inbound|1||h",
+            "outbound|1||h|x",
+        ] {
+            assert_eq!(parse_outbound_cluster_name(bad), None, "{bad}");
+        }
     }
 }
 

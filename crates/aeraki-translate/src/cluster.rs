@@ -29,7 +29,15 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
 use envoy_types::pb::envoy::r#type::v3::Percent;
 use envoy_types::pb::google::protobuf::UInt64Value;
 
-use crate::common::{duration, u32v};
+use aeraki_model::Protocol;
+use aeraki_model::resources::Flavor;
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::explicit_http_config::ProtocolConfig;
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
+    ExplicitHttpConfig, UpstreamProtocolOptions,
+};
+
+use crate::common::{any, duration, u32v};
 use crate::{Cx, svc_id};
 
 /// Istio's default cluster connect timeout.
@@ -120,7 +128,26 @@ fn cluster(
     if let Some(policy) = policy {
         apply_policy(cx, svc, &name, &mut c, policy);
     }
+    if svc.protocol == Protocol::Grpc && cx.flavor == Flavor::Envoy {
+        c.typed_extension_protocol_options
+            .insert(HTTP_PROTOCOL_OPTIONS.to_owned(), any(&http2_only()));
+    }
     cx.insert(CLUSTER, name, &c);
+}
+
+/// Key of the upstream HTTP options in `typed_extension_protocol_options`.
+const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+
+/// Explicit HTTP/2 upstream: gRPC clusters (rate-limit services) for stock Envoy.
+fn http2_only() -> HttpProtocolOptions {
+    HttpProtocolOptions {
+        upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
+            ExplicitHttpConfig {
+                protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(Default::default())),
+            },
+        )),
+        ..Default::default()
+    }
 }
 
 /// `{ads: {}, resource_api_version: V3}`.

@@ -3,7 +3,10 @@
 //!
 //! - [`Flavor::MetaProxy`]: MetaProtocol listeners whose routes come over RDS in Aeraki's
 //!   tunnelled form (a MetaProtocol route table carried inside an HTTP `RouteConfiguration`),
-//!   and EDS clusters with their `ClusterLoadAssignment`s.
+//!   and EDS clusters with their `ClusterLoadAssignment`s. MetaRoute timeouts, retries and
+//!   faults ride on the tunnelled routes; MetaRouter rate limits become the listener's
+//!   `local_ratelimit`/`ratelimit` filters before the router.
+//! - Plain gRPC/TCP services (rate-limit services): clusters only, in both flavours.
 //! - [`Flavor::Envoy`]: the same clusters and endpoints, with native `dubbo_proxy` /
 //!   `thrift_proxy` listeners carrying inline route tables (Aeraki's native plugins).
 //!
@@ -18,6 +21,7 @@ mod common;
 mod json;
 mod meta;
 mod native;
+mod policy;
 #[cfg(test)]
 mod tests;
 
@@ -39,7 +43,7 @@ pub struct Translation {
 
 /// Translates `view` for proxies of kind `flavor`.
 pub fn translate(view: &MeshView, flavor: Flavor) -> Translation {
-    let mut cx = Cx::new(view);
+    let mut cx = Cx::new(view, flavor);
     if let Some(path) = &view.mesh.access_log_file {
         cx.warn(format!(
             "mesh accessLogFile {path:?}: access logs are not configured by translation yet; ignored"
@@ -54,9 +58,11 @@ pub fn translate(view: &MeshView, flavor: Flavor) -> Translation {
             continue;
         }
         cluster::clusters(&mut cx, svc);
-        match flavor {
-            Flavor::MetaProxy => meta::service(&mut cx, svc),
-            Flavor::Envoy => native::service(&mut cx, svc),
+        match (flavor, &svc.protocol) {
+            // Plain TCP/gRPC services (rate-limit services): clusters only.
+            (_, Protocol::Tcp | Protocol::Grpc) => {}
+            (Flavor::MetaProxy, _) => meta::service(&mut cx, svc),
+            (Flavor::Envoy, _) => native::service(&mut cx, svc),
         }
     }
     Translation {
@@ -68,18 +74,20 @@ pub fn translate(view: &MeshView, flavor: Flavor) -> Translation {
 /// Translation state: the output so far and an index of services for destination lookups.
 pub(crate) struct Cx<'a> {
     by_key: BTreeMap<(&'a str, u16), &'a ServiceView>,
+    pub(crate) flavor: Flavor,
     pub(crate) set: ResourceSet,
     pub(crate) warnings: Vec<String>,
 }
 
 impl<'a> Cx<'a> {
-    fn new(view: &'a MeshView) -> Self {
+    fn new(view: &'a MeshView, flavor: Flavor) -> Self {
         let mut by_key = BTreeMap::new();
         for s in &view.services {
             by_key.entry((s.host.as_str(), s.port)).or_insert(s);
         }
         Cx {
             by_key,
+            flavor,
             set: ResourceSet::default(),
             warnings: Vec::new(),
         }

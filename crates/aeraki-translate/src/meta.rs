@@ -27,7 +27,7 @@ use crate::cluster::{ads, socket_address};
 use crate::common::{
     any_with, dest_cluster, hash_keys, header_matcher, mirror_fraction, route_name, u32v,
 };
-use crate::{Cx, svc_id};
+use crate::{Cx, policy, svc_id};
 
 pub(crate) const FILTER_NAME: &str = "envoy.filters.network.meta_protocol_proxy";
 pub(crate) const PROXY_TYPE: &str =
@@ -50,6 +50,14 @@ pub(crate) fn service(cx: &mut Cx<'_>, svc: &ServiceView) {
         return;
     };
     let rds_name = route_config_name(&svc.host, svc.port);
+    let mut filters = match &svc.router {
+        Some(router) => policy::rate_limit_filters(cx, svc, router),
+        None => Vec::new(),
+    };
+    filters.push(MetaProtocolFilter {
+        name: ROUTER_NAME.to_owned(),
+        config: Some(any_with(ROUTER_TYPE, &Router {})),
+    });
     let proxy = MetaProtocolProxy {
         stat_prefix: outbound_cluster_name(svc.port, None, &svc.host),
         application_protocol: application.clone(),
@@ -61,10 +69,7 @@ pub(crate) fn service(cx: &mut Cx<'_>, svc: &ServiceView) {
             name: codec.clone(),
             config: None,
         }),
-        meta_protocol_filters: vec![MetaProtocolFilter {
-            name: ROUTER_NAME.to_owned(),
-            config: Some(any_with(ROUTER_TYPE, &Router {})),
-        }],
+        meta_protocol_filters: filters,
         ..Default::default()
     };
     for address in &svc.addresses {
@@ -73,22 +78,6 @@ pub(crate) fn service(cx: &mut Cx<'_>, svc: &ServiceView) {
             listener_name(address, svc.port),
             &listener(address, svc.port, FILTER_NAME, any_with(PROXY_TYPE, &proxy)),
         );
-    }
-    if let Some(router) = &svc.router {
-        if router.local_rate_limit.is_some() {
-            cx.warn(format!(
-                "{}: MetaRouter {}: localRateLimit is not enforced yet",
-                svc_id(svc),
-                router.source
-            ));
-        }
-        if router.global_rate_limit.is_some() {
-            cx.warn(format!(
-                "{}: MetaRouter {}: globalRateLimit is not enforced yet",
-                svc_id(svc),
-                router.source
-            ));
-        }
     }
     let routes = route_table(cx, svc);
     cx.insert(ROUTE, rds_name.clone(), &tunnel(rds_name, routes));
@@ -178,7 +167,7 @@ fn route(cx: &mut Cx<'_>, svc: &ServiceView, index: usize, r: &RouteView) -> Rou
             ..Default::default()
         }];
     }
-    Route {
+    let mut route = Route {
         name: route_name(index, r),
         r#match: Some(prefix_match(
             r.matches.iter().map(|m| header_matcher(m, true)).collect(),
@@ -187,7 +176,9 @@ fn route(cx: &mut Cx<'_>, svc: &ServiceView, index: usize, r: &RouteView) -> Rou
         request_headers_to_add: headers_to_add(&r.request_mutation),
         response_headers_to_add: headers_to_add(&r.response_mutation),
         ..Default::default()
-    }
+    };
+    policy::apply(&mut route, r);
+    route
 }
 
 fn cluster_specifier(svc: &ServiceView, r: &RouteView) -> ClusterSpecifier {

@@ -57,23 +57,26 @@ pub(crate) fn service(cx: &mut Cx<'_>, svc: &ServiceView) {
             ));
             return;
         }
-        Protocol::Redis => return,
+        Protocol::Redis | Protocol::Tcp | Protocol::Grpc => return,
     };
-    let router = svc.router.as_ref().filter(|r| !r.routes.is_empty());
-    if let Some(router) = router {
+    if let Some(router) = &svc.router {
+        // Envoy 1.40 has no per-request local rate limit for either filter; dubbo_proxy has no
+        // rate-limit filter at all; thrift_proxy's rate_limit filter is not mapped (yet).
         for (field, set) in [
             ("localRateLimit", router.local_rate_limit.is_some()),
             ("globalRateLimit", router.global_rate_limit.is_some()),
         ] {
             if set {
                 cx.warn(format!(
-                    "{}: MetaRouter {}: {field} is not enforced yet",
+                    "{}: MetaRouter {}: {field} cannot be expressed by {}; skipped",
                     svc_id(svc),
-                    router.source
+                    router.source,
+                    kind.filter()
                 ));
             }
         }
     }
+    let router = svc.router.as_ref().filter(|r| !r.routes.is_empty());
     let typed_config = match kind {
         Native::Dubbo => any(&dubbo_proxy(cx, svc, router)),
         Native::Thrift => any(&thrift_proxy(cx, svc, router)),
@@ -104,6 +107,19 @@ fn unsupported(
             ("responseMutation", &r.response_mutation),
         ] {
             if !kvs.is_empty() {
+                cx.warn(format!(
+                    "{}: {what}: {field} cannot be expressed by {filter}; skipped",
+                    svc_id(svc)
+                ));
+            }
+        }
+        // Neither native route has a timeout, a retry policy or a fault filter.
+        for (field, set) in [
+            ("timeout", r.timeout.is_some()),
+            ("retries", r.retries.is_some()),
+            ("fault", r.fault.is_some()),
+        ] {
+            if set {
                 cx.warn(format!(
                     "{}: {what}: {field} cannot be expressed by {filter}; skipped",
                     svc_id(svc)

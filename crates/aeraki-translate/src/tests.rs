@@ -55,6 +55,9 @@ fn route(name: &str, matches: Vec<AttributeMatch>) -> RouteView {
         mirror: None,
         request_mutation: Vec::new(),
         response_mutation: Vec::new(),
+        timeout: None,
+        retries: None,
+        fault: None,
     }
 }
 
@@ -391,7 +394,6 @@ fn warning_texts() {
             "{PREFIX}: cluster {}: connectionPool idleTimeout is not applied to clusters yet",
             c(H)
         ),
-        format!("{PREFIX}: MetaRouter ns/mr: localRateLimit is not enforced yet"),
     ];
 
     let (_, w) = run(&v, Flavor::MetaProxy);
@@ -415,6 +417,10 @@ fn warning_texts() {
     ];
     expected.extend(pool_w);
     expected.extend([
+        format!(
+            "{PREFIX}: MetaRouter ns/mr: localRateLimit cannot be expressed by Envoy dubbo_proxy; \
+             skipped"
+        ),
         format!(
             "{PREFIX}: MetaRouter ns/mr route #0: requestMutation cannot be expressed by Envoy \
              dubbo_proxy; skipped"

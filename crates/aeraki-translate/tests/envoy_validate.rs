@@ -147,7 +147,15 @@ fn envoy_accepts_the_tunnelled_route_tables() {
         .as_object()
         .cloned()
         .unwrap_or_default();
-    assert_eq!(routes.len(), 6);
+    assert_eq!(routes.len(), 8);
+    // Retry policies and fault configs are exercised (and need the fault filter below).
+    let text = Value::Object(routes.clone()).to_string();
+    assert!(text.contains("\"retry_policy\""), "{text}");
+    assert!(
+        text.contains("envoy.retry_host_predicates.previous_hosts"),
+        "{text}"
+    );
+    assert!(text.contains("\"envoy.filters.http.fault\""), "{text}");
     let listeners: Vec<Value> = routes
         .values()
         .enumerate()
@@ -162,6 +170,9 @@ fn envoy_accepts_the_tunnelled_route_tables() {
                         "stat_prefix": format!("http_{i}"),
                         "route_config": rc,
                         "http_filters": [{
+                            "name": "envoy.filters.http.fault",
+                            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"}
+                        }, {
                             "name": "envoy.filters.http.router",
                             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
                         }]
@@ -173,4 +184,18 @@ fn envoy_accepts_the_tunnelled_route_tables() {
     config["static_resources"]["listeners"] = Value::Array(listeners);
     let (ok, output) = validate(&envoy, &config, "rds");
     assert!(ok, "envoy rejected the tunnelled route tables:\n{output}");
+
+    // The check is real: a fault percentage denominator Envoy does not know is refused.
+    let broken =
+        config
+            .to_string()
+            .replacen("\"denominator\":\"MILLION\"", "\"denominator\":\"EON\"", 1);
+    assert_ne!(
+        broken,
+        config.to_string(),
+        "fixture changed: nothing to break"
+    );
+    let broken: Value = serde_json::from_str(&broken).expect("json");
+    let (ok, output) = validate(&envoy, &broken, "rds-broken");
+    assert!(!ok, "envoy accepted a broken route table:\n{output}");
 }

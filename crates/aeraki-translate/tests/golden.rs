@@ -35,6 +35,7 @@ golden_test!(no_meta_router_default_route, common::default_route());
 golden_test!(consistent_hash_on_subset, common::consistent_hash_subset());
 golden_test!(dns_resolution, common::dns());
 golden_test!(two_addresses_two_listeners, common::two_addresses());
+golden_test!(route_policies_and_rate_limits, common::traffic_policies());
 
 #[test]
 fn translation_is_deterministic() {

@@ -140,6 +140,8 @@ fn bench_protocol(svc: &ServiceView) -> anyhow::Result<Sample> {
         Protocol::Dubbo => "dubbo",
         Protocol::Thrift => "thrift",
         Protocol::Redis => "redis",
+        Protocol::Tcp => "tcp",
+        Protocol::Grpc => "grpc",
     };
     app.parse::<Sample>()
         .map_err(|_| anyhow::anyhow!("the demo has no sample server for `{app}` ({})", svc.host))
@@ -151,6 +153,8 @@ fn protocol_name(svc: &ServiceView) -> &str {
         Protocol::Dubbo => "dubbo",
         Protocol::Thrift => "thrift",
         Protocol::Redis => "redis",
+        Protocol::Tcp => "tcp",
+        Protocol::Grpc => "grpc",
     }
 }
 

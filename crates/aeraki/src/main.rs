@@ -10,14 +10,16 @@
 //! aeraki render   DIR [--node ID] [--envoy]
 //! aeraki status   [--admin-address ADDR] [--json]
 //! aeraki demo     [--config-dir DIR]
+//! aeraki ratelimit --config PATH [--listen ADDR] [--metrics ADDR] [--redis URL]
 //! ```
 //!
 //! Errors are one line on stderr, `aeraki: error: ...`, and exit code 1; `validate` prints one
-//! line per problem found.
+//! line per problem found; `ratelimit` exits 2 when its config does not load.
 
 mod admin;
 mod controller;
 mod demo;
+mod ratelimit;
 mod status;
 
 use std::io::IsTerminal;
@@ -87,6 +89,9 @@ enum Command {
     /// Run the local demo: control plane, sample servers, a sidecar and clients, with a live
     /// table of requests per service, version and outcome.
     Demo(demo::DemoArgs),
+    /// Run the global rate-limit service (Envoy RLS v3 gRPC, envoyproxy/ratelimit YAML,
+    /// in-memory or Redis counters, /metrics), reloading its config on changes.
+    Ratelimit(ratelimit::RatelimitArgs),
 }
 
 fn main() -> ExitCode {
@@ -135,6 +140,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             json,
         } => runtime()?.block_on(status::print(admin_address, json)),
         Command::Demo(args) => runtime()?.block_on(demo::run(args)),
+        Command::Ratelimit(args) => runtime()?.block_on(ratelimit::run(args)),
     }
 }
 

@@ -42,6 +42,53 @@ pub struct MetaRoute {
     pub request_mutation: Vec<KeyValue>,
     #[serde(default)]
     pub response_mutation: Vec<KeyValue>,
+    /// Our extension (Istio VirtualService style): whole-request timeout.
+    #[serde(default, deserialize_with = "lenient::opt_duration")]
+    pub timeout: Option<Duration>,
+    /// Our extension: retry policy.
+    #[serde(default)]
+    pub retries: Option<Retries>,
+    /// Our extension: fault injection.
+    #[serde(default)]
+    pub fault: Option<Fault>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Retries {
+    #[serde(default, deserialize_with = "lenient::opt_i64")]
+    pub attempts: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::opt_duration")]
+    pub per_try_timeout: Option<Duration>,
+    #[serde(default)]
+    pub retry_on: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Fault {
+    #[serde(default)]
+    pub delay: Option<FaultDelay>,
+    #[serde(default)]
+    pub abort: Option<FaultAbort>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FaultDelay {
+    #[serde(default, deserialize_with = "lenient::opt_duration")]
+    pub fixed_delay: Option<Duration>,
+    #[serde(default)]
+    pub percentage: Option<Percent>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FaultAbort {
+    #[serde(default)]
+    pub percentage: Option<Percent>,
+    #[serde(default)]
+    pub error_code: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

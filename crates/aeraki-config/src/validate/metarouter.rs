@@ -6,6 +6,7 @@ use aeraki_model::{
 };
 
 use super::common::{attribute_matches, export_to, fqdn_problem, is_dns1123_label, port};
+use super::route_policy;
 use crate::error::Diag;
 use crate::types::aeraki::{self as t, MetaRouter};
 
@@ -166,6 +167,12 @@ fn route(d: &mut Diag, p: &str, r: &t::MetaRoute) -> RouteView {
         mirror,
         request_mutation: mutations(d, &format!("{p}.requestMutation"), &r.request_mutation),
         response_mutation: mutations(d, &format!("{p}.responseMutation"), &r.response_mutation),
+        timeout: r.timeout,
+        retries: r
+            .retries
+            .as_ref()
+            .and_then(|x| route_policy::retries(d, p, x, r.timeout)),
+        fault: r.fault.as_ref().map(|f| route_policy::fault(d, p, f)),
     }
 }
 
@@ -209,6 +216,9 @@ fn mutations(d: &mut Diag, p: &str, kvs: &[t::KeyValue]) -> Vec<(String, String)
         .collect()
 }
 
+/// Smallest token-bucket fill interval meta-protocol-proxy accepts.
+const MIN_FILL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+
 fn bucket(d: &mut Diag, p: &str, b: &t::TokenBucket) -> TokenBucket {
     let mut positive = |field: &str, v: Option<i64>| -> u32 {
         match v {
@@ -226,7 +236,14 @@ fn bucket(d: &mut Diag, p: &str, b: &t::TokenBucket) -> TokenBucket {
     let max_tokens = positive("maxTokens", b.max_tokens);
     let tokens_per_fill = positive("tokensPerFill", b.tokens_per_fill);
     let fill_interval = match b.fill_interval {
-        Some(f) if !f.is_zero() => f,
+        Some(f) if f >= MIN_FILL_INTERVAL => f,
+        Some(f) if !f.is_zero() => {
+            d.err(
+                format!("{p}.fillInterval"),
+                format!("local rate limit token bucket fill timer must be >= 50ms (got {f:?})"),
+            );
+            Default::default()
+        }
         Some(_) => {
             d.err(format!("{p}.fillInterval"), "must be greater than 0");
             Default::default()

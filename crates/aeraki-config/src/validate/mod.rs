@@ -6,6 +6,7 @@ pub mod common;
 pub mod istio;
 mod metarouter;
 pub mod other;
+pub mod route_policy;
 
 use std::collections::BTreeMap;
 

@@ -70,6 +70,9 @@ pub fn route(
         mirror: None,
         request_mutation: Vec::new(),
         response_mutation: Vec::new(),
+        timeout: None,
+        retries: None,
+        fault: None,
     }
 }
 
@@ -254,16 +257,97 @@ pub fn two_addresses() -> MeshView {
     view(vec![svc])
 }
 
+pub const RLS_HOST: &str = "rls.meta.svc.cluster.local";
+
+/// Route policies and rate limits: a Dubbo router with a retried route (timeout 2s, 2 retries,
+/// per-try 500ms, codec status token) and a fault route (timeout disabled, 50 % 1s delay, 10 %
+/// OVER_LIMIT abort), a local rate limit (5/60s, method=sayHello 2/60s) and a global one on the
+/// gRPC rate-limit service `outbound|8081||rls…` (in the view: clusters only); a Thrift router
+/// with only a global rate limit on a cluster the mesh does not declare (a warning).
+pub fn traffic_policies() -> MeshView {
+    let mut dubbo = service(DUBBO_HOST, 20880, "dubbo", "240.240.0.1");
+    let mut retried = route(
+        "retried",
+        vec![exact("method", "sayHello")],
+        vec![dest(DUBBO_HOST, Some("v1"), 100)],
+    );
+    retried.timeout = Some(Duration::from_secs(2));
+    retried.retries = Some(RetryPolicy {
+        attempts: 2,
+        per_try_timeout: Some(Duration::from_millis(500)),
+        retry_on: "connect-failure,refused-stream,reset,gateway-error,status:SERVER_TIMEOUT".into(),
+    });
+    let mut faulty = route(
+        "faulty",
+        Vec::new(),
+        vec![dest(DUBBO_HOST, Some("v2"), 100)],
+    );
+    faulty.timeout = Some(Duration::ZERO);
+    faulty.fault = Some(Fault {
+        delay: Some(FaultDelay {
+            fixed_delay: Duration::from_secs(1),
+            percentage: 50.0,
+        }),
+        abort: Some(FaultAbort {
+            percentage: 10.0,
+            error_code: AbortCode::OverLimit,
+        }),
+    });
+    let bucket = |max_tokens, secs| TokenBucket {
+        max_tokens,
+        tokens_per_fill: max_tokens,
+        fill_interval: Duration::from_secs(secs),
+    };
+    let mut r = router(vec![retried, faulty]);
+    r.local_rate_limit = Some(LocalRateLimit {
+        token_bucket: Some(bucket(5, 60)),
+        conditions: vec![RateLimitCondition {
+            matches: vec![exact("method", "sayHello")],
+            token_bucket: bucket(2, 60),
+        }],
+    });
+    r.global_rate_limit = Some(GlobalRateLimit {
+        matches: vec![exact("method", "sayHello")],
+        domain: "production".into(),
+        request_timeout: Some(Duration::from_millis(100)),
+        deny_on_fail: true,
+        rate_limit_service: outbound_cluster_name(8081, None, RLS_HOST),
+        descriptors: vec![("method".into(), "method".into())],
+    });
+    dubbo.router = Some(r);
+
+    let mut rls = service(RLS_HOST, 8081, "dubbo", "240.240.0.2");
+    rls.port_name = "grpc-rls".into();
+    rls.protocol = Protocol::Grpc;
+    rls.addresses = Vec::new();
+    rls.subsets = Vec::new();
+    rls.endpoints = vec![endpoint("10.0.0.9", 8081, "v1", "")];
+
+    let mut thrift = service(THRIFT_HOST, 9090, "thrift", "240.240.0.3");
+    let mut only_global = router(Vec::new());
+    only_global.global_rate_limit = Some(GlobalRateLimit {
+        matches: Vec::new(),
+        domain: "thrift".into(),
+        request_timeout: None,
+        deny_on_fail: false,
+        rate_limit_service: "rate_limit_cluster".into(),
+        descriptors: vec![("method".into(), "method".into())],
+    });
+    thrift.router = Some(only_global);
+    view(vec![dubbo, rls, thrift])
+}
+
 /// Every scenario above in one mesh (hosts made distinct), for the Envoy validation test.
 pub fn everything() -> MeshView {
     let mut services = Vec::new();
-    let scenarios: [(&str, MeshView); 6] = [
+    let scenarios: [(&str, MeshView); 7] = [
         ("weighted", dubbo_weighted()),
         ("attrs", thrift_attributes()),
         ("default", default_route()),
         ("hash", consistent_hash_subset()),
         ("dns", dns()),
         ("two", two_addresses()),
+        ("policy", traffic_policies()),
     ];
     for (i, (tag, v)) in scenarios.into_iter().enumerate() {
         for mut s in v.services {
@@ -281,6 +365,12 @@ pub fn everything() -> MeshView {
                 .map(|(j, _)| format!("240.240.{i}.{}", j + 1))
                 .collect();
             if let Some(r) = &mut s.router {
+                if let Some(g) = &mut r.global_rate_limit
+                    && let Some((p, _, h)) = parse_outbound_cluster_name(&g.rate_limit_service)
+                {
+                    g.rate_limit_service =
+                        outbound_cluster_name(p + i as u16, None, &format!("{tag}.{h}"));
+                }
                 for route in &mut r.routes {
                     for d in route
                         .destinations
