@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 
 use crate::cluster::Picked;
 use crate::filter::{self, FilterStatus, RequestContext};
+use crate::health::Admission;
 use crate::io::{Backlog, write_pump};
 use crate::lb::LbContext;
 use crate::listener::{ListenerRt, ListenerShared, RouteRt, Target, shutdown_signal};
@@ -275,6 +276,13 @@ fn on_request(
         let msg = format!("unknown cluster '{}'", target.cluster);
         return fail(codec, &frame.meta, ErrorKind::ClusterNotFound, msg);
     };
+    let admission = match cluster.admit_request() {
+        Ok(a) => a,
+        Err(o) => {
+            let r = o.reply(&target.cluster);
+            return fail(codec, &frame.meta, r.kind, r.message);
+        }
+    };
     let ctx = LbContext {
         hash: crate::lb::hash_keys(&route.route.hash_policy, &frame.meta),
     };
@@ -294,7 +302,13 @@ fn on_request(
     }
     let variant = codec.connection_variant();
     let addr = picked.addr;
-    let up = l.upstream(cluster, addr, variant, rt.codec_options());
+    let up = match l.upstream(cluster, addr, variant, rt.codec_options()) {
+        Ok(up) => up,
+        Err(o) => {
+            let r = o.reply(&target.cluster);
+            return fail(codec, &frame.meta, r.kind, r.message);
+        }
+    };
     target.metrics.upstream_requests.inc();
     let Some(guard) = guard else {
         if up.forward(frame, None, &mut |_, _| Ok(())).is_err() {
@@ -315,8 +329,10 @@ fn on_request(
     if let Err(ForwardError::Closed(back)) = sent {
         // The shared connection closed (idle, reset) just now: one retry on a fresh one.
         let (frame, waiter) = *back;
-        let up = l.upstream(cluster, addr, variant, rt.codec_options());
-        sent = up.forward(frame, waiter, &mut |f, id| codec.set_request_id(f, id));
+        sent = match l.upstream(cluster, addr, variant, rt.codec_options()) {
+            Ok(up) => up.forward(frame, waiter, &mut |f, id| codec.set_request_id(f, id)),
+            Err(_) => Err(ForwardError::Closed(Box::new((frame, waiter)))),
+        };
     }
     let (kind, msg) = match sent {
         Ok(()) => {
@@ -326,7 +342,8 @@ fn on_request(
                 meta,
                 start,
                 _guard: guard,
-                _picked: picked,
+                _admission: admission,
+                picked,
             };
             let route_ix = route_index(rt, route);
             let target_ix = route.targets.iter().position(|t| std::ptr::eq(t, target));
@@ -346,6 +363,7 @@ fn on_request(
             format!("cannot rewrite the request id: {}", e.detail),
         ),
     };
+    picked.report_error(kind);
     fail(codec, &meta, kind, msg);
 }
 
@@ -373,12 +391,14 @@ fn mirror(
             continue;
         };
         let addr = picked.addr;
-        let up = l.upstream(
+        let Ok(up) = l.upstream(
             cluster,
             addr,
             codec.connection_variant(),
             rt.codec_options(),
-        );
+        ) else {
+            continue;
+        };
         target.metrics.upstream_requests.inc();
         let copy = frame.clone();
         if !two_way {
@@ -425,8 +445,10 @@ struct Pending {
     meta: Metadata,
     start: Instant,
     _guard: InFlight,
-    /// The endpoint's active-request count, held until the outcome.
-    _picked: Picked,
+    /// The circuit-breaker slot, held until the outcome.
+    _admission: Admission,
+    /// The endpoint's active-request count, held until the outcome; takes its report.
+    picked: Picked,
 }
 
 impl Pending {
@@ -461,6 +483,7 @@ impl Pending {
     }
 
     fn finish(&self, outcome: Outcome, target: &Target) {
+        self.picked.report(&outcome);
         match outcome {
             Ok(frame) => {
                 match frame.meta.status {
