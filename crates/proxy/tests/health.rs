@@ -1,6 +1,7 @@
 //! Cluster health end to end: a dead endpoint is ejected by outlier detection and every later
 //! call lands on the live one; `max_requests` overflow answers a native error at once; with
-//! priority levels traffic stays on level 0 and fails over when it is ejected.
+//! priority levels traffic stays on level 0 and fails over when it is ejected; `max_connections`
+//! shares open connections and overflows when the endpoint has none.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -159,6 +160,47 @@ async fn healthy_endpoints_are_never_ejected_by_successes() {
                 r#"meta_protocol_outlier_ejections_active{cluster="svc"}"#
             ),
             0.0
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connections_shares_open_connections_and_overflows_without_one() {
+    bounded(async {
+        let (a, seen_a) = backend("a", 0).await;
+        let (b, seen_b) = backend("b", 0).await;
+        let mut c = cluster("svc", &[a, b]);
+        c.circuit_breakers.max_connections = 1;
+        let (engine, addr) = start(bootstrap(
+            proxy(vec![route("r", vec![], to("svc"))]),
+            vec![c],
+        ))
+        .await;
+        let mut client = Client::connect(addr).await;
+        // Round robin: a (opens the only connection), then b (none open, at the limit).
+        assert_eq!(client.call(1, 1, b"x").await, (false, "a:x".into()));
+        let (err, body) = client.call(2, 1, b"x").await;
+        assert!(err, "{body}");
+        assert!(
+            body.contains("upstream overflow: max_connections of cluster 'svc'"),
+            "{body}"
+        );
+        assert_eq!(client.call(3, 1, b"y").await, (false, "a:y".into()));
+        assert_eq!(
+            seen_a.connections.load(std::sync::atomic::Ordering::SeqCst),
+            1
+        );
+        assert_eq!(
+            seen_b.connections.load(std::sync::atomic::Ordering::SeqCst),
+            0
+        );
+        assert_eq!(
+            metric(
+                &engine,
+                r#"meta_protocol_upstream_cx_overflow_total{cluster="svc"}"#
+            ),
+            1.0
         );
     })
     .await;

@@ -358,3 +358,12 @@ impl Hosts {
             .collect()
     }
 }
+
+impl Drop for Hosts {
+    /// A replaced cluster (new configuration) takes its ejections out of the shared gauge.
+    fn drop(&mut self) {
+        let all = self.all.get_mut().unwrap_or_else(|e| e.into_inner());
+        let ejected = all.iter().filter(|h| h.ejected_at.is_some()).count();
+        self.metrics.ejections_active.dec_by(ejected as i64);
+    }
+}

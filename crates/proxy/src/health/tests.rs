@@ -302,3 +302,62 @@ fn priority_levels_fail_over_and_back() {
         .unwrap();
     assert_eq!(picked(&c, 8), [3, 5]);
 }
+
+#[test]
+fn outcomes_map_to_host_results() {
+    use meta_protocol::{ErrorKind, Frame, LocalReply, MessageKind, Metadata, ResponseStatus};
+    let response = |status, key: Option<&str>| {
+        let mut meta = Metadata::of_kind(MessageKind::Response);
+        meta.status = status;
+        if let Some(v) = key {
+            meta.set("x-meta-protocol-status", v);
+        }
+        Ok(Frame {
+            meta,
+            bytes: Default::default(),
+        })
+    };
+    let of = HostResult::of;
+    assert_eq!(
+        of(&response(ResponseStatus::Ok, None)),
+        Some(HostResult::Success)
+    );
+    assert_eq!(
+        of(&response(ResponseStatus::Error, Some("SERVICE_ERROR"))),
+        Some(HostResult::ErrorResponse)
+    );
+    assert_eq!(
+        of(&response(
+            ResponseStatus::Error,
+            Some("SERVER_THREADPOOL_EXHAUSTED")
+        )),
+        Some(HostResult::Refused)
+    );
+    let local = |kind| Err(LocalReply::new(kind, "x"));
+    assert_eq!(
+        of(&local(ErrorKind::ConnectFailure)),
+        Some(HostResult::ConnectFailure)
+    );
+    assert_eq!(
+        of(&local(ErrorKind::UpstreamReset)),
+        Some(HostResult::Reset)
+    );
+    assert_eq!(of(&local(ErrorKind::Timeout)), Some(HostResult::Timeout));
+    assert_eq!(of(&local(ErrorKind::OverLimit)), None, "our own overflow");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replaced_cluster_takes_its_ejections_out_of_the_gauge() {
+    let m = Metrics::new();
+    let c = ClusterState::new(with_outlier(&[(1, 0), (2, 0)], |_| {}), &m).unwrap();
+    fail(&c, 1, 3, HostResult::ErrorResponse);
+    assert!(
+        m.encode()
+            .contains("outlier_ejections_active{cluster=\"c\"} 1")
+    );
+    drop(c);
+    assert!(
+        m.encode()
+            .contains("outlier_ejections_active{cluster=\"c\"} 0")
+    );
+}
