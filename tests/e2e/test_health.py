@@ -1,8 +1,9 @@
 """End to end: DestinationRule outlier detection and circuit breaking through `aeraki serve` → ADS →
 meta-proxy, with real thriftpy2 providers.
 
-(a) outlierDetection.consecutiveGatewayErrors: one of two providers is killed; after that many failed
-    calls it is ejected and every later call succeeds on the other; /metrics shows the ejection.
+(a) outlierDetection.consecutiveGatewayErrors (or consecutiveLocalOriginFailures with
+    splitExternalLocalOriginErrors): one of two providers is killed; after that many failed calls it
+    is ejected and every later call succeeds on the other; /metrics shows the ejection by detector.
 (b) connectionPool.http.http2MaxRequests: 1 (→ circuit_breakers max_requests 1): while a slow call
     holds the only slot, another call gets a Thrift TApplicationException naming the overflow, and
     upstream_rq_pending_overflow counts it.
@@ -69,13 +70,17 @@ def mesh(tmp_path, backends: dict[str, int], net: int, traffic_policy: dict):
         yield vip, port, proxy, diag
 
 
-def test_killed_provider_is_ejected_after_consecutive_gateway_errors(tmp_path):
+@pytest.mark.parametrize("net,detection,detector", [
+    (61, {"consecutiveGatewayErrors": 2}, "consecutive_gateway_failure"),
+    (63, {"consecutiveLocalOriginFailures": 2, "splitExternalLocalOriginErrors": True},
+     "consecutive_local_origin_failure"),
+])
+def test_killed_provider_is_ejected_after_consecutive_errors(tmp_path, net, detection, detector):
     require_binaries()
     cluster = f"outbound|{{port}}||{HOST}"
     with ThriftServer("v1") as v1, ThriftServer("v2") as v2:
-        policy = {"outlierDetection": {"consecutiveGatewayErrors": 2, "interval": "10s",
-                                       "baseEjectionTime": "60s"}}
-        with mesh(tmp_path, {"v1": v1.port, "v2": v2.port}, 61, policy) as (vip, port, proxy, diag):
+        policy = {"outlierDetection": {**detection, "interval": "10s", "baseEjectionTime": "60s"}}
+        with mesh(tmp_path, {"v1": v1.port, "v2": v2.port}, net, policy) as (vip, port, proxy, diag):
             # Both providers serve before the kill.
             versions = {version_of(thrift_call(vip, port)[1]) for _ in range(6)}
             assert versions == {"v1", "v2"}, f"{versions}\n{diag()}"
@@ -89,7 +94,7 @@ def test_killed_provider_is_ejected_after_consecutive_gateway_errors(tmp_path):
             assert all(ok and version_of(text) == "v1" for ok, text in tail), f"{tail}\n{diag()}"
             name = cluster.format(port=port)
             enforced = metric(proxy, 'meta_protocol_outlier_ejections_enforced_total{cluster="%s",'
-                                     'detector="consecutive_gateway_failure"}' % name)
+                                     'detector="%s"}' % (name, detector))
             assert enforced == 1.0, diag()
             assert metric(proxy, 'meta_protocol_outlier_ejections_active{cluster="%s"}' % name) == 1.0
 
