@@ -95,12 +95,13 @@ impl Drop for Admission {
                 if let Some(epoch) = pending {
                     b.release_pending(epoch);
                 }
+                b.update_gauges(b.request_gauges(pending.is_some()));
             }
             Slot::Retry => {
                 b.retries.fetch_sub(1, Ordering::Relaxed);
+                b.update_gauges(RQ_RETRY);
             }
         }
-        b.update_gauges();
     }
 }
 
@@ -137,6 +138,11 @@ impl Overflow {
         )
     }
 }
+
+const CX: u8 = 1;
+const RQ_PENDING: u8 = 2;
+const RQ: u8 = 4;
+const RQ_RETRY: u8 = 8;
 
 /// A cluster's circuit-breaker counters.
 #[derive(Debug)]
@@ -202,21 +208,42 @@ impl Breakers {
         }
     }
 
-    /// Sets the `circuit_breaker_open` gauges from the counters.
-    fn update_gauges(&self) {
+    /// Sets `circuit_breaker_open` gauges from the counters: [`CX`], [`RQ_PENDING`], [`RQ`],
+    /// [`RQ_RETRY`] bits of `which` (indices of [`crate::metrics::BREAKER_RESOURCES`]).
+    fn update_gauges(&self, which: u8) {
         let l = &self.limits;
         let at = |c: &AtomicUsize, limit: usize| i64::from(c.load(Ordering::Relaxed) >= limit);
         let g = &self.metrics.0.breaker_open;
-        g[0].set(at(&self.connections, l.max_connections as usize));
-        g[1].set(at(&self.pending, l.max_pending_requests as usize));
-        g[2].set(at(&self.requests, l.max_requests as usize));
-        g[3].set(at(&self.retries, self.retry_limit()));
+        if which & CX != 0 {
+            g[0].set(at(&self.connections, l.max_connections as usize));
+        }
+        if which & RQ_PENDING != 0 {
+            g[1].set(at(&self.pending, l.max_pending_requests as usize));
+        }
+        if which & RQ != 0 {
+            g[2].set(at(&self.requests, l.max_requests as usize));
+        }
+        if which & RQ_RETRY != 0 {
+            g[3].set(at(&self.retries, self.retry_limit()));
+        }
+    }
+
+    /// The gauges a request's admission or release can change.
+    fn request_gauges(&self, pending: bool) -> u8 {
+        let mut which = RQ;
+        if pending {
+            which |= RQ_PENDING;
+        }
+        if self.limits.retry_budget.is_some() {
+            which |= RQ_RETRY;
+        }
+        which
     }
 
     /// One more upstream connection, if under `max_connections`.
     pub(crate) fn reserve_connection(self: &Arc<Self>) -> Option<ConnSlot> {
         let ok = Self::take(&self.connections, self.limits.max_connections as usize);
-        self.update_gauges();
+        self.update_gauges(CX);
         if !ok {
             self.metrics.0.cx_overflow.inc();
             return None;
@@ -244,7 +271,7 @@ impl ConnSlot {
             b.ready.fetch_add(1, Ordering::Relaxed);
             b.pending.store(0, Ordering::Relaxed);
             b.pending_epoch.fetch_add(1, Ordering::Relaxed);
-            b.update_gauges();
+            b.update_gauges(RQ_PENDING);
         }
     }
 }
@@ -256,7 +283,7 @@ impl Drop for ConnSlot {
             b.ready.fetch_sub(1, Ordering::Relaxed);
         }
         b.connections.fetch_sub(1, Ordering::Relaxed);
-        b.update_gauges();
+        b.update_gauges(CX);
     }
 }
 
@@ -268,7 +295,7 @@ impl ClusterState {
         let b = &self.breakers;
         if !Breakers::take(&b.requests, b.limits.max_requests as usize) {
             self.metrics.rq_pending_overflow.inc();
-            b.update_gauges();
+            b.update_gauges(RQ);
             return Err(Overflow::MaxRequests);
         }
         let mut pending = None;
@@ -277,12 +304,12 @@ impl ClusterState {
             if !Breakers::take(&b.pending, b.limits.max_pending_requests as usize) {
                 b.requests.fetch_sub(1, Ordering::Relaxed);
                 self.metrics.rq_pending_overflow.inc();
-                b.update_gauges();
+                b.update_gauges(b.request_gauges(true));
                 return Err(Overflow::MaxPending);
             }
             pending = Some(epoch);
         }
-        b.update_gauges();
+        b.update_gauges(b.request_gauges(pending.is_some()));
         Ok(Admission {
             breakers: b.clone(),
             slot: Slot::Request { pending },
@@ -295,7 +322,7 @@ impl ClusterState {
     pub fn admit_retry(&self) -> Option<Admission> {
         let b = &self.breakers;
         let ok = Breakers::take(&b.retries, b.retry_limit());
-        b.update_gauges();
+        b.update_gauges(RQ_RETRY);
         if !ok {
             self.metrics.rq_retry_overflow.inc();
             return None;
