@@ -331,6 +331,8 @@ fn outlier(od: &OutlierDetection) -> PbOutlier {
     }
     if let Some(n) = od.consecutive_local_origin_failures {
         out.split_external_local_origin_errors = true;
+        // Local-origin success-rate ejection (Envoy's default 100) is not run by meta-proxy.
+        out.enforcing_local_origin_success_rate = Some(u32v(0));
         out.consecutive_local_origin_failure = Some(u32v(n));
         out.enforcing_consecutive_local_origin_failure = Some(enforce(n));
     }

@@ -27,6 +27,9 @@ pub(crate) fn cluster(c: &View, ads: bool) -> Result<Cluster, ConfigError> {
         "maglev_lb_config",
         "dns_refresh_rate",
         "load_assignment",
+        "circuit_breakers",
+        "outlier_detection",
+        "common_lb_config",
     ])?;
     let name = c.str("name");
     if name.is_empty() {
@@ -109,6 +112,9 @@ pub(crate) fn cluster(c: &View, ads: bool) -> Result<Cluster, ConfigError> {
         endpoints,
         dns_refresh_rate,
         eds_service_name,
+        circuit_breakers: health::circuit_breakers(c.msg("circuit_breakers"))?,
+        outlier_detection: health::outlier_detection(c.msg("outlier_detection"))?,
+        healthy_panic_threshold: health::healthy_panic_threshold(c.msg("common_lb_config"))?,
     })
 }
 
@@ -244,16 +250,18 @@ pub(crate) fn load_assignment(
     la.only(&["cluster_name", "endpoints"])?;
     let mut endpoints = Vec::new();
     for locality in la.list("endpoints") {
-        // `locality` is a label only (no locality-weighted balancing).
-        locality.only(&["lb_endpoints", "locality"])?;
+        // `locality` is a label only (no locality-weighted balancing); `priority` orders
+        // failover.
+        locality.only(&["lb_endpoints", "locality", "priority"])?;
+        let priority = locality.u32("priority");
         for lbe in locality.list("lb_endpoints") {
-            endpoints.push(endpoint(&lbe, discovery)?);
+            endpoints.push(endpoint(&lbe, discovery, priority)?);
         }
     }
     Ok(endpoints)
 }
 
-fn endpoint(lbe: &View, discovery: DiscoveryType) -> Result<Endpoint, ConfigError> {
+fn endpoint(lbe: &View, discovery: DiscoveryType, priority: u32) -> Result<Endpoint, ConfigError> {
     lbe.only(&["endpoint", "load_balancing_weight"])?;
     let ep = lbe
         .msg("endpoint")
@@ -289,8 +297,15 @@ fn endpoint(lbe: &View, discovery: DiscoveryType) -> Result<Endpoint, ConfigErro
         }
         Some(w) => w,
     };
-    Ok(Endpoint { host, port, weight })
+    Ok(Endpoint {
+        host,
+        port,
+        weight,
+        priority,
+    })
 }
+
+mod health;
 
 #[cfg(test)]
 mod tests;

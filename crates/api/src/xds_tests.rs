@@ -314,10 +314,21 @@ fn eds_cluster_and_load_assignment() {
         "cds[x].lb_policy: CLUSTER_PROVIDED not supported (ROUND_ROBIN, LEAST_REQUEST, RING_HASH, RANDOM or MAGLEV)"
     );
     c.lb_policy = 0;
-    c.circuit_breakers = Some(cl::CircuitBreakers::default());
+    c.circuit_breakers = Some(cl::CircuitBreakers {
+        thresholds: vec![cl::circuit_breakers::Thresholds {
+            max_requests: Some(UInt32Value { value: 1 }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let conv = cluster_from_proto(&c, "cds[x]").unwrap();
+    assert_eq!(conv.circuit_breakers.max_requests, 1);
+    assert_eq!(conv.circuit_breakers.max_connections, 1024, "Envoy default");
+    c.circuit_breakers.as_mut().unwrap().thresholds[0].priority =
+        core::RoutingPriority::High as i32;
     assert_eq!(
         cluster_from_proto(&c, "cds[x]").unwrap_err().to_string(),
-        "cds[x].circuit_breakers: not supported"
+        "cds[x].circuit_breakers.thresholds[0].priority: HIGH not supported (DEFAULT only)"
     );
 
     let mut la = ep::ClusterLoadAssignment {
@@ -328,9 +339,20 @@ fn eds_cluster_and_load_assignment() {
         }],
         ..Default::default()
     };
+    la.endpoints.push(ep::LocalityLbEndpoints {
+        lb_endpoints: vec![lb_endpoint("10.0.0.3", 9090)],
+        priority: 1,
+        ..Default::default()
+    });
     let (name, eps) = cluster_load_assignment_from_proto(&la, "eds[svc-eds]").unwrap();
     assert_eq!(name, "svc-eds");
-    assert_eq!(eps.len(), 2);
+    assert_eq!(eps.len(), 3);
+    assert_eq!(
+        eps.iter().map(|e| e.priority).collect::<Vec<_>>(),
+        [0, 0, 1],
+        "priority per locality group"
+    );
+    la.endpoints.pop();
     assert_eq!(
         (eps[1].host.as_str(), eps[1].port, eps[1].weight),
         ("10.0.0.2", 9090, 3)

@@ -23,6 +23,114 @@ pub struct Cluster {
     /// cluster; its endpoints are those of the last ClusterLoadAssignment received.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eds_service_name: Option<String>,
+    /// Circuit-breaker thresholds (priority DEFAULT).
+    pub circuit_breakers: CircuitBreakers,
+    /// Outlier detection; `None`: no endpoint is ever ejected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outlier_detection: Option<OutlierDetection>,
+    /// `common_lb_config.healthy_panic_threshold` in percent: below this share of healthy
+    /// endpoints every endpoint is used (0 disables panic mode).
+    pub healthy_panic_threshold: f64,
+}
+
+impl Cluster {
+    /// Envoy's default `healthy_panic_threshold` (50%).
+    pub const DEFAULT_HEALTHY_PANIC_THRESHOLD: f64 = 50.0;
+}
+
+/// Circuit-breaker thresholds of a cluster (`circuit_breakers.thresholds`, priority DEFAULT).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CircuitBreakers {
+    /// Upstream connections of the cluster (all endpoints, all listeners).
+    pub max_connections: u32,
+    /// Requests waiting for an upstream connection to be ready.
+    pub max_pending_requests: u32,
+    /// Requests in flight to the cluster.
+    pub max_requests: u32,
+    /// Retries in flight to the cluster (when no `retry_budget`).
+    pub max_retries: u32,
+    /// A retry budget; replaces `max_retries` when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_budget: Option<RetryBudget>,
+}
+
+impl Default for CircuitBreakers {
+    /// Envoy's defaults: 1024 connections, pending and requests, 3 retries.
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            max_pending_requests: 1024,
+            max_requests: 1024,
+            max_retries: 3,
+            retry_budget: None,
+        }
+    }
+}
+
+/// Active retries allowed: `max(min_retry_concurrency, budget_percent × active requests)`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RetryBudget {
+    /// Percent of active requests that may be retries (Envoy's default 20).
+    pub budget_percent: f64,
+    /// Retries always allowed concurrently (Envoy's default 3).
+    pub min_retry_concurrency: u32,
+}
+
+impl Default for RetryBudget {
+    fn default() -> Self {
+        Self {
+            budget_percent: 20.0,
+            min_retry_concurrency: 3,
+        }
+    }
+}
+
+/// Outlier detection (Envoy's `outlier_detection`, consecutive-error detectors only).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutlierDetection {
+    /// Consecutive error responses or gateway/local errors before ejection (0 disables).
+    pub consecutive_5xx: u32,
+    /// Consecutive gateway errors (refused, connect failure, reset, timeout) before ejection.
+    pub consecutive_gateway_failure: u32,
+    /// Consecutive locally originated errors (connect failure, reset, timeout) before
+    /// ejection; only with `split_external_local_origin_errors`.
+    pub consecutive_local_origin_failure: u32,
+    /// Percent chance that a `consecutive_5xx` detection ejects (default 100).
+    pub enforcing_consecutive_5xx: u32,
+    /// Percent chance that a `consecutive_gateway_failure` detection ejects (default 0).
+    pub enforcing_consecutive_gateway_failure: u32,
+    /// Percent chance that a `consecutive_local_origin_failure` detection ejects (default 100).
+    pub enforcing_consecutive_local_origin_failure: u32,
+    /// Count locally originated errors apart from the upstream's own errors.
+    pub split_external_local_origin_errors: bool,
+    /// How often ejections are reconsidered (default 10 s).
+    pub interval: std::time::Duration,
+    /// Ejection time, multiplied by the number of times an endpoint was ejected (default 30 s).
+    pub base_ejection_time: std::time::Duration,
+    /// Cap of the ejection time (default 300 s).
+    pub max_ejection_time: std::time::Duration,
+    /// Most endpoints ejected at once, in percent (default 10; one is always allowed).
+    pub max_ejection_percent: u32,
+}
+
+impl Default for OutlierDetection {
+    /// Envoy's defaults.
+    fn default() -> Self {
+        use std::time::Duration;
+        Self {
+            consecutive_5xx: 5,
+            consecutive_gateway_failure: 5,
+            consecutive_local_origin_failure: 5,
+            enforcing_consecutive_5xx: 100,
+            enforcing_consecutive_gateway_failure: 0,
+            enforcing_consecutive_local_origin_failure: 100,
+            split_external_local_origin_errors: false,
+            interval: Duration::from_secs(10),
+            base_ejection_time: Duration::from_secs(30),
+            max_ejection_time: Duration::from_secs(300),
+            max_ejection_percent: 10,
+        }
+    }
 }
 
 /// Envoy cluster discovery types we honour.
@@ -87,4 +195,7 @@ pub struct Endpoint {
     pub port: u16,
     /// Load-balancing weight (≥ 1).
     pub weight: u32,
+    /// Priority level of its locality group (0 highest); traffic fails over to the next level
+    /// when a level has no healthy endpoint.
+    pub priority: u32,
 }

@@ -11,7 +11,9 @@ mod cluster;
 mod listener;
 mod route;
 
-pub use cluster::{Cluster, DiscoveryType, Endpoint, LbPolicy};
+pub use cluster::{
+    CircuitBreakers, Cluster, DiscoveryType, Endpoint, LbPolicy, OutlierDetection, RetryBudget,
+};
 pub use listener::{Admin, Bootstrap, FilterConfig, Listener, MetaProtocolProxy, XdsConfig};
 pub use route::{
     DEFAULT_ROUTE_TIMEOUT, Destination, MatchSpec, MetadataMatcher, MirrorPolicy, Pattern, Route,

@@ -1,4 +1,5 @@
-//! Upstream clusters at runtime: resolved endpoints, their load balancer, DNS refresh.
+//! Upstream clusters at runtime: resolved endpoints, their health and load balancer
+//! ([`crate::health`]), DNS refresh.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -6,62 +7,33 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use meta_config::{Cluster, DiscoveryType, Endpoint};
 
 use crate::EngineError;
-use crate::lb::{self, ActiveCounters, LbContext, LoadBalancer, WeightedAddr};
+use crate::health::Breakers;
+use crate::health::hosts::{HostSpec, Hosts};
+use crate::lb::{LbContext, WeightedAddr};
 use crate::metrics::{ClusterMetrics, Metrics};
 
 /// Every cluster by name; swapped as a whole.
 pub type ClusterMap = HashMap<String, Arc<ClusterState>>;
-
-/// One resolved endpoint set, its active-request counters and its balancer.
-struct EndpointSet {
-    endpoints: Vec<WeightedAddr>,
-    active: ActiveCounters,
-    lb: Box<dyn LoadBalancer>,
-}
-
-impl EndpointSet {
-    /// A set over `endpoints`; an endpoint also in `previous` keeps its active counter.
-    fn new(
-        policy: meta_config::LbPolicy,
-        endpoints: Vec<WeightedAddr>,
-        previous: Option<&Self>,
-    ) -> Self {
-        let active: ActiveCounters = endpoints
-            .iter()
-            .map(|e| {
-                previous
-                    .and_then(|p| {
-                        p.endpoints
-                            .iter()
-                            .position(|q| q.addr == e.addr)
-                            .and_then(|i| p.active.get(i).cloned())
-                    })
-                    .unwrap_or_default()
-            })
-            .collect();
-        Self {
-            lb: lb::build_with(policy, endpoints.clone(), active.clone()),
-            active,
-            endpoints,
-        }
-    }
-}
 
 /// A picked endpoint; counts as one active request on it until dropped.
 pub struct Picked {
     /// Where to send the request.
     pub addr: SocketAddr,
     active: Arc<AtomicUsize>,
+    pub(crate) hosts: Arc<Hosts>,
 }
 
 impl Picked {
-    fn new(addr: SocketAddr, active: Arc<AtomicUsize>) -> Self {
+    fn new(addr: SocketAddr, active: Arc<AtomicUsize>, hosts: Arc<Hosts>) -> Self {
         active.fetch_add(1, Ordering::Relaxed);
-        Self { addr, active }
+        Self {
+            addr,
+            active,
+            hosts,
+        }
     }
 }
 
@@ -75,9 +47,10 @@ impl Drop for Picked {
 pub struct ClusterState {
     /// The cluster as configured.
     pub config: Cluster,
-    set: ArcSwap<EndpointSet>,
     /// Metric handles.
     pub metrics: ClusterMetrics,
+    pub(crate) hosts: Arc<Hosts>,
+    pub(crate) breakers: Arc<Breakers>,
 }
 
 impl ClusterState {
@@ -93,37 +66,43 @@ impl ClusterState {
             DiscoveryType::StrictDns => Vec::new(),
         };
         let metrics = metrics.cluster(&config.name);
-        let set = ArcSwap::from_pointee(EndpointSet::new(config.lb_policy, endpoints, None));
+        let hosts = Arc::new(Hosts::new(
+            config.lb_policy,
+            config.outlier_detection.clone(),
+            config.healthy_panic_threshold,
+            metrics.clone(),
+        ));
+        hosts.set_specs(endpoints);
+        let breakers = Arc::new(Breakers::new(
+            config.circuit_breakers.clone(),
+            metrics.clone(),
+        ));
         Ok(Self {
             config,
-            set,
             metrics,
+            hosts,
+            breakers,
         })
     }
 
     /// Picks an endpoint, `None` if the cluster has none. The endpoint counts one more active
     /// request (least request reads it) until the [`Picked`] is dropped.
+    /// Only endpoints in use are picked: not ejected, of the lowest priority level that has
+    /// one (every endpoint of the lowest level in panic mode).
     pub fn pick(&self, ctx: &LbContext) -> Option<Picked> {
-        let set = self.set.load();
-        let i = set.lb.pick(ctx)?;
-        let addr = set.endpoints.get(i)?.addr;
-        Some(Picked::new(addr, set.active.get(i)?.clone()))
+        let (addr, active) = self.hosts.set.load().pick(ctx)?;
+        Some(Picked::new(addr, active, self.hosts.clone()))
     }
 
-    /// Current endpoints.
-    pub fn endpoints(&self) -> Vec<WeightedAddr> {
-        self.set.load().endpoints.clone()
+    /// Current endpoints (ejected or not) with their priority.
+    pub fn endpoints(&self) -> Vec<HostSpec> {
+        self.hosts.specs()
     }
 
-    /// Replaces the endpoint set (and rebuilds the balancer) if it changed.
-    pub fn set_endpoints(&self, endpoints: Vec<WeightedAddr>) {
-        let previous = self.set.load();
-        if previous.endpoints == endpoints {
-            return;
-        }
-        tracing::debug!(cluster = %self.config.name, ?endpoints, "endpoints updated");
-        let set = EndpointSet::new(self.config.lb_policy, endpoints, Some(&previous));
-        self.set.store(Arc::new(set));
+    /// Replaces the endpoints (and rebuilds the balancer) if they changed.
+    pub fn set_endpoints(&self, endpoints: Vec<HostSpec>) {
+        tracing::debug!(cluster = %self.config.name, ?endpoints, "endpoints");
+        self.hosts.set_specs(endpoints);
     }
 
     /// Replaces the endpoints of a STATIC or EDS cluster (EDS update); every host must be an IP
@@ -149,9 +128,12 @@ impl ClusterState {
             match tokio::net::lookup_host((e.host.as_str(), e.port)).await {
                 Ok(addrs) => {
                     for addr in addrs {
-                        let w = WeightedAddr {
-                            addr,
-                            weight: e.weight,
+                        let w = HostSpec {
+                            ep: WeightedAddr {
+                                addr,
+                                weight: e.weight,
+                            },
+                            priority: e.priority,
                         };
                         if !out.contains(&w) {
                             out.push(w);
@@ -160,7 +142,7 @@ impl ClusterState {
                 }
                 Err(err) => {
                     tracing::warn!(cluster = %self.config.name, host = %e.host, "DNS resolution failed: {err}");
-                    out.extend(previous.iter().filter(|p| p.addr.port() == e.port));
+                    out.extend(previous.iter().filter(|p| p.ep.addr.port() == e.port));
                 }
             }
         }
@@ -191,14 +173,17 @@ impl ClusterState {
     }
 }
 
-fn static_addr(cluster: &str, e: &Endpoint) -> Result<WeightedAddr, EngineError> {
+fn static_addr(cluster: &str, e: &Endpoint) -> Result<HostSpec, EngineError> {
     let ip: IpAddr = e.host.parse().map_err(|_| EngineError::BadEndpoint {
         cluster: cluster.to_owned(),
         host: e.host.clone(),
     })?;
-    Ok(WeightedAddr {
-        addr: SocketAddr::new(ip, e.port),
-        weight: e.weight,
+    Ok(HostSpec {
+        ep: WeightedAddr {
+            addr: SocketAddr::new(ip, e.port),
+            weight: e.weight,
+        },
+        priority: e.priority,
     })
 }
 
@@ -220,15 +205,19 @@ mod tests {
                     host: "127.0.0.1".into(),
                     port: *p,
                     weight: 1,
+                    priority: 0,
                 })
                 .collect(),
             dns_refresh_rate: Duration::from_secs(5),
             eds_service_name: None,
+            circuit_breakers: Default::default(),
+            outlier_detection: None,
+            healthy_panic_threshold: Cluster::DEFAULT_HEALTHY_PANIC_THRESHOLD,
         }
     }
 
     fn active(c: &ClusterState) -> Vec<(u16, usize)> {
-        let set = c.set.load();
+        let set = c.hosts.set.load();
         set.endpoints
             .iter()
             .zip(&set.active)

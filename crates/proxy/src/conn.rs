@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 
 use crate::cluster::Picked;
 use crate::filter::{self, ChainStatus, RequestContext};
+use crate::health::Admission;
 use crate::io::{Backlog, write_pump};
 use crate::lb::LbContext;
 use crate::listener::{ListenerRt, ListenerShared, RouteRt, Target, shutdown_signal};
@@ -356,6 +357,14 @@ fn dispatch(
         req.fail(conn, codec, ErrorKind::ClusterNotFound, msg);
         return None;
     };
+    let admission = match cluster.admit_request() {
+        Ok(a) => a,
+        Err(o) => {
+            let r = o.reply(&target.cluster);
+            req.fail(conn, codec, r.kind, r.message);
+            return None;
+        }
+    };
     let ctx = LbContext {
         hash: crate::lb::hash_keys(&route.route.hash_policy, meta),
     };
@@ -363,6 +372,16 @@ fn dispatch(
         let msg = format!("no healthy upstream in cluster '{}'", target.cluster);
         req.fail(conn, codec, ErrorKind::NoHealthyUpstream, msg);
         return None;
+    };
+    let variant = codec.connection_variant();
+    let addr = picked.addr;
+    let up = match l.upstream(cluster, addr, variant, rt.codec_options()) {
+        Ok(up) => up,
+        Err(o) => {
+            let r = o.reply(&target.cluster);
+            req.fail(conn, codec, r.kind, r.message);
+            return None;
+        }
     };
     let Request {
         mut frame,
@@ -380,9 +399,6 @@ fn dispatch(
     if !route.mirrors.is_empty() {
         mirror(conn, rt, route, codec, &frame);
     }
-    let variant = codec.connection_variant();
-    let addr = picked.addr;
-    let up = l.upstream(cluster, addr, variant, rt.codec_options());
     target.metrics.upstream_requests.inc();
     let Some(guard) = guard else {
         if up.forward(frame, None, &mut |_, _| Ok(())).is_err() {
@@ -403,8 +419,10 @@ fn dispatch(
     if let Err(ForwardError::Closed(back)) = sent {
         // The shared connection closed (idle, reset) just now: one retry on a fresh one.
         let (frame, waiter) = *back;
-        let up = l.upstream(cluster, addr, variant, rt.codec_options());
-        sent = up.forward(frame, waiter, &mut |f, id| codec.set_request_id(f, id));
+        sent = match l.upstream(cluster, addr, variant, rt.codec_options()) {
+            Ok(up) => up.forward(frame, waiter, &mut |f, id| codec.set_request_id(f, id)),
+            Err(_) => Err(ForwardError::Closed(Box::new((frame, waiter)))),
+        };
     }
     let (kind, msg) = match sent {
         Ok(()) => {
@@ -414,7 +432,8 @@ fn dispatch(
                 meta,
                 start,
                 _guard: guard,
-                _picked: picked,
+                _admission: admission,
+                picked,
             };
             let route_ix = route_index(rt, route);
             let target_ix = route.targets.iter().position(|t| std::ptr::eq(t, target));
@@ -433,6 +452,7 @@ fn dispatch(
             format!("cannot rewrite the request id: {}", e.detail),
         ),
     };
+    picked.report_error(kind);
     conn.local_reply(codec, &meta, &LocalReply::new(kind, msg));
     None
 }
@@ -461,12 +481,14 @@ fn mirror(
             continue;
         };
         let addr = picked.addr;
-        let up = l.upstream(
+        let Ok(up) = l.upstream(
             cluster,
             addr,
             codec.connection_variant(),
             rt.codec_options(),
-        );
+        ) else {
+            continue;
+        };
         target.metrics.upstream_requests.inc();
         let copy = frame.clone();
         if !two_way {
@@ -513,8 +535,10 @@ struct Pending {
     meta: Metadata,
     start: Instant,
     _guard: InFlight,
-    /// The endpoint's active-request count, held until the outcome.
-    _picked: Picked,
+    /// The circuit-breaker slot, held until the outcome.
+    _admission: Admission,
+    /// The endpoint's active-request count, held until the outcome; takes its report.
+    picked: Picked,
 }
 
 impl Pending {
@@ -549,6 +573,7 @@ impl Pending {
     }
 
     fn finish(&self, outcome: Outcome, target: &Target) {
+        self.picked.report(&outcome);
         match outcome {
             Ok(frame) => {
                 match frame.meta.status {

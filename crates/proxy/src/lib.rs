@@ -10,7 +10,8 @@
 //!
 //! Request path: accept → per connection a task decodes frames (pipelined) → heartbeat answered
 //! locally, requests run the [`filter`] chain then the router (first matching route, weighted
-//! cluster split, load balancer) → a shared upstream connection per (cluster, endpoint, protocol
+//! cluster split, circuit-breaker admission, load balancer over the endpoints outlier detection
+//! has not ejected, by priority level; `health`) → a shared upstream connection per (cluster, endpoint, protocol
 //! variant) rewrites request ids so that many clients multiplex on it → the response gets its
 //! original id back and is written by the connection's single writer. Every failure is answered
 //! in the client's protocol ([`meta_protocol::Codec::on_error`]) without closing the connection.

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 
 use crate::cluster::{ClusterMap, ClusterState};
 use crate::filter::Filter;
+use crate::health::Overflow;
 use crate::metrics::{ListenerMetrics, Metrics, RouteMetrics};
 use crate::upstream::{ResponseMutation, UpstreamConn, UpstreamSpec};
 
@@ -217,28 +218,36 @@ impl ListenerShared {
 
     /// A shared upstream connection to `addr` of `cluster` for downstream variant `variant`:
     /// the least busy open one; a new one if there is none, or if all are busy and the limit
-    /// allows more.
+    /// allows more. New connections count against the cluster's `max_connections`; at that
+    /// limit an open connection to the endpoint is shared, and with none the request overflows.
     pub fn upstream(
         &self,
         cluster: &ClusterState,
         addr: SocketAddr,
         variant: u32,
         options: CodecOptions,
-    ) -> UpstreamConn {
+    ) -> Result<UpstreamConn, Overflow> {
         let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
         let name = &cluster.config.name;
+        let mut best = None;
         if let Some(conns) = pool.get_mut(name).and_then(|m| m.get_mut(&(addr, variant))) {
             conns.retain(|c| !c.is_closed());
-            let best = conns
+            best = conns
                 .iter()
                 .map(|c| (c.in_flight(), c))
-                .min_by_key(|(n, _)| *n);
-            if let Some((n, c)) = best
-                && (n < self.limits.busy_threshold || conns.len() >= self.limits.max_connections)
+                .min_by_key(|(n, _)| *n)
+                .map(|(n, c)| (n, c.clone()));
+            if let Some((n, c)) = &best
+                && (*n < self.limits.busy_threshold || conns.len() >= self.limits.max_connections)
             {
-                return c.clone();
+                return Ok(c.clone());
             }
         }
+        // A new connection, if the cluster's max_connections allows; else share the least
+        // busy one to this endpoint, if any.
+        let Some(slot) = cluster.reserve_connection() else {
+            return best.map(|(_, c)| c).ok_or(Overflow::MaxConnections);
+        };
         let conn = UpstreamConn::spawn(UpstreamSpec {
             addr,
             connect_timeout: cluster.config.connect_timeout,
@@ -246,13 +255,14 @@ impl ListenerShared {
             correlation: self.factory.correlation(),
             cluster: cluster.metrics.clone(),
             listener: self.metrics.clone(),
+            slot,
         });
         pool.entry(name.clone())
             .or_default()
             .entry((addr, variant))
             .or_default()
             .push(conn.clone());
-        conn
+        Ok(conn)
     }
 
     /// Accepts connections until shutdown.

@@ -61,6 +61,28 @@ struct ClusterLabels {
     cluster: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DetectorLabels {
+    cluster: String,
+    detector: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BreakerLabels {
+    cluster: String,
+    resource: String,
+}
+
+/// Outlier detectors, as `detector` label values (Envoy's names).
+pub const DETECTORS: [&str; 3] = [
+    "consecutive_5xx",
+    "consecutive_gateway_failure",
+    "consecutive_local_origin_failure",
+];
+
+/// Circuit-breaker resources, as `resource` label values (Envoy's `*_open` gauge names).
+pub const BREAKER_RESOURCES: [&str; 4] = ["cx", "rq_pending", "rq", "rq_retry"];
+
 type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
 fn duration_histogram() -> Histogram {
@@ -86,6 +108,12 @@ pub struct Metrics {
     upstream_connect_failures: Family<ClusterLabels, Counter>,
     mutation_failures: Family<DirectionLabels, Counter>,
     unknown_responses: Family<ClusterLabels, Counter>,
+    rq_pending_overflow: Family<ClusterLabels, Counter>,
+    rq_retry_overflow: Family<ClusterLabels, Counter>,
+    cx_overflow: Family<ClusterLabels, Counter>,
+    ejections_enforced: Family<DetectorLabels, Counter>,
+    ejections_active: Family<ClusterLabels, Gauge>,
+    breaker_open: Family<BreakerLabels, Gauge>,
     xds_updates: Family<Vec<(String, String)>, Counter>,
     xds_connected: Gauge,
 }
@@ -116,6 +144,12 @@ impl Metrics {
             upstream_connect_failures: Family::default(),
             mutation_failures: Family::default(),
             unknown_responses: Family::default(),
+            rq_pending_overflow: Family::default(),
+            rq_retry_overflow: Family::default(),
+            cx_overflow: Family::default(),
+            ejections_enforced: Family::default(),
+            ejections_active: Family::default(),
+            breaker_open: Family::default(),
             xds_updates: Family::default(),
             xds_connected: Gauge::default(),
         };
@@ -194,6 +228,36 @@ impl Metrics {
             "upstream_unknown_responses",
             "Upstream responses whose request id matched no request in flight",
             m.unknown_responses.clone(),
+        );
+        r.register(
+            "upstream_rq_pending_overflow",
+            "Requests refused by the max_requests or max_pending_requests circuit breaker",
+            m.rq_pending_overflow.clone(),
+        );
+        r.register(
+            "upstream_rq_retry_overflow",
+            "Retries not attempted because of the max_retries circuit breaker or retry budget",
+            m.rq_retry_overflow.clone(),
+        );
+        r.register(
+            "upstream_cx_overflow",
+            "Times the max_connections circuit breaker stopped a new upstream connection",
+            m.cx_overflow.clone(),
+        );
+        r.register(
+            "outlier_ejections_enforced",
+            "Endpoints ejected by outlier detection, by detector",
+            m.ejections_enforced.clone(),
+        );
+        r.register(
+            "outlier_ejections_active",
+            "Endpoints currently ejected by outlier detection",
+            m.ejections_active.clone(),
+        );
+        r.register(
+            "circuit_breaker_open",
+            "1 while a circuit breaker of the cluster is at its limit (resource cx, rq_pending, rq, rq_retry)",
+            m.breaker_open.clone(),
         );
         r.register(
             "xds_updates",
@@ -302,6 +366,23 @@ impl Metrics {
             cx_total: self.upstream_cx_total.get_or_create_owned(&labels),
             connect_failures: self.upstream_connect_failures.get_or_create_owned(&labels),
             unknown_responses: self.unknown_responses.get_or_create_owned(&labels),
+            rq_pending_overflow: self.rq_pending_overflow.get_or_create_owned(&labels),
+            rq_retry_overflow: self.rq_retry_overflow.get_or_create_owned(&labels),
+            cx_overflow: self.cx_overflow.get_or_create_owned(&labels),
+            ejections_enforced: DETECTORS.map(|d| {
+                self.ejections_enforced
+                    .get_or_create_owned(&DetectorLabels {
+                        cluster: cluster.to_owned(),
+                        detector: d.to_owned(),
+                    })
+            }),
+            ejections_active: self.ejections_active.get_or_create_owned(&labels),
+            breaker_open: BREAKER_RESOURCES.map(|r| {
+                self.breaker_open.get_or_create_owned(&BreakerLabels {
+                    cluster: cluster.to_owned(),
+                    resource: r.to_owned(),
+                })
+            }),
         }
     }
 }
@@ -378,6 +459,18 @@ pub struct ClusterMetrics {
     pub connect_failures: Counter,
     /// `upstream_unknown_responses_total`.
     pub unknown_responses: Counter,
+    /// `upstream_rq_pending_overflow_total`.
+    pub rq_pending_overflow: Counter,
+    /// `upstream_rq_retry_overflow_total`.
+    pub rq_retry_overflow: Counter,
+    /// `upstream_cx_overflow_total`.
+    pub cx_overflow: Counter,
+    /// `outlier_ejections_enforced_total`, one per [`DETECTORS`] entry.
+    pub ejections_enforced: [Counter; 3],
+    /// `outlier_ejections_active`.
+    pub ejections_active: Gauge,
+    /// `circuit_breaker_open`, one per [`BREAKER_RESOURCES`] entry.
+    pub breaker_open: [Gauge; 4],
 }
 
 /// xDS client handles: `xds_updates_total{type, result}` and `xds_connected`.

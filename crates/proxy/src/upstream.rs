@@ -24,6 +24,7 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::health::ConnSlot;
 use crate::io::write_pump;
 use crate::metrics::{ClusterMetrics, ListenerMetrics};
 
@@ -143,6 +144,8 @@ pub struct UpstreamSpec {
     pub cluster: ClusterMetrics,
     /// Listener metric handles (upstream decode errors).
     pub listener: ListenerMetrics,
+    /// This connection's place under the cluster's `max_connections`, held until it closes.
+    pub slot: ConnSlot,
 }
 
 impl UpstreamConn {
@@ -233,7 +236,7 @@ fn allocate(table: &mut Table, max: u64) -> u64 {
 async fn run(
     shared: std::sync::Weak<Shared>,
     rx: mpsc::UnboundedReceiver<BytesMut>,
-    spec: UpstreamSpec,
+    mut spec: UpstreamSpec,
 ) {
     let fail = |reply: LocalReply| {
         if let Some(s) = shared.upgrade() {
@@ -248,6 +251,7 @@ async fn run(
         Err(_) => return connect_failed(&spec, &fail, "connect timeout"),
     };
     let _ = stream.set_nodelay(true);
+    spec.slot.ready();
     spec.cluster.cx_total.inc();
     spec.cluster.cx_active.inc();
     tracing::debug!(%addr, "upstream connected");

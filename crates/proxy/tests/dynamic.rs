@@ -130,6 +130,7 @@ async fn eds_endpoints_replace_in_place_and_keep_upstream_connections() {
             host: s.ip().to_string(),
             port: s.port(),
             weight: 1,
+            priority: 0,
         };
         assert!(engine.update_endpoints("eds", vec![ep(a)]).await.unwrap());
         assert!(!engine.update_endpoints("none", vec![]).await.unwrap());

@@ -67,10 +67,11 @@ async fn busy_endpoints_get_more_connections() {
             max_connections: 4,
             busy_threshold: 20,
         };
-        let config = bootstrap(
-            proxy(vec![route("all", vec![], to("a"))]),
-            vec![cluster("a", &[a])],
-        );
+        // 2000 requests at once: above Envoy's default circuit breakers (1024).
+        let mut c = cluster("a", &[a]);
+        c.circuit_breakers.max_requests = 4096;
+        c.circuit_breakers.max_pending_requests = 4096;
+        let config = bootstrap(proxy(vec![route("all", vec![], to("a"))]), vec![c]);
         let engine = Engine::start_with(config, codecs(), limits).await.unwrap();
         let addr = engine.listener_addrs()[0].1;
         let mut tasks = Vec::new();

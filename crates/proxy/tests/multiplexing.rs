@@ -16,9 +16,11 @@ const REQUESTS: u32 = 200;
 async fn fifty_clients_share_one_upstream_connection() {
     bounded(async {
         let (a, seen) = backend("a", 3).await;
+        // 10000 requests in flight: above Envoy's default max_requests (1024).
+        let mut c = cluster("a", &[a]);
+        c.circuit_breakers.max_requests = 1 << 20;
         let (engine, addr) =
-            start(bootstrap(proxy(vec![route("all", vec![], to("a"))]), vec![cluster("a", &[a])]))
-                .await;
+            start(bootstrap(proxy(vec![route("all", vec![], to("a"))]), vec![c])).await;
         // Open the upstream connection first so that all clients share it.
         let mut warm = Client::connect(addr).await;
         assert_eq!(warm.call(1, 1, b"warm").await, (false, "a:warm".into()));

@@ -226,10 +226,14 @@ pub fn cluster(name: &str, addrs: &[SocketAddr]) -> Cluster {
                 host: a.ip().to_string(),
                 port: a.port(),
                 weight: 1,
+                priority: 0,
             })
             .collect(),
         dns_refresh_rate: Duration::from_secs(5),
         eds_service_name: None,
+        circuit_breakers: Default::default(),
+        outlier_detection: None,
+        healthy_panic_threshold: Cluster::DEFAULT_HEALTHY_PANIC_THRESHOLD,
     }
 }
 
