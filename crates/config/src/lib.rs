@@ -12,7 +12,11 @@ mod listener;
 mod route;
 
 pub use cluster::{Cluster, DiscoveryType, Endpoint, LbPolicy};
-pub use listener::{Admin, Bootstrap, FilterConfig, Listener, MetaProtocolProxy, XdsConfig};
+pub use listener::{
+    Admin, Bootstrap, DEFAULT_RATE_LIMIT_TIMEOUT, FilterConfig, GlobalRateLimit, Listener,
+    LocalRateLimit, LocalRateLimitCondition, MIN_FILL_INTERVAL, MetaProtocolProxy,
+    RateLimitDescriptor, TokenBucket, XdsConfig,
+};
 pub use route::{
     DEFAULT_ROUTE_TIMEOUT, Destination, MatchSpec, MetadataMatcher, MirrorPolicy, Pattern, Route,
     RouteConfig, StringMatch, StringMatchKind, WeightedCluster,
