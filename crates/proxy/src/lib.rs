@@ -21,6 +21,7 @@ mod cluster;
 mod conn;
 mod dynamic;
 pub mod filter;
+pub mod filters;
 mod health;
 mod io;
 pub mod lb;
@@ -41,6 +42,10 @@ use tokio::sync::watch;
 
 use crate::cluster::{ClusterMap, ClusterState};
 pub use crate::dynamic::ListenerChange;
+pub use crate::filters::{
+    Extensions, RateLimitClient, RateLimitDecision, RateLimitDescriptor, RateLimitError,
+    RateLimitFuture, RateLimitRequest,
+};
 pub use crate::listener::UpstreamLimits;
 use crate::listener::{ListenerRt, ListenerShared};
 use crate::metrics::Metrics;
@@ -131,6 +136,7 @@ pub struct Engine {
     clusters: Arc<ArcSwap<ClusterMap>>,
     codecs: CodecRegistry,
     limits: UpstreamLimits,
+    extensions: filters::Extensions,
     ready: AtomicBool,
     shutting_down: AtomicBool,
 }
@@ -151,6 +157,17 @@ impl Engine {
         config: Bootstrap,
         codecs: CodecRegistry,
         limits: UpstreamLimits,
+    ) -> Result<Arc<Engine>, EngineError> {
+        Self::start_with_extensions(config, codecs, limits, filters::Extensions::default()).await
+    }
+
+    /// [`Engine::start_with`] plus the services filters use (e.g. the global rate-limit
+    /// client).
+    pub async fn start_with_extensions(
+        config: Bootstrap,
+        codecs: CodecRegistry,
+        limits: UpstreamLimits,
+        extensions: filters::Extensions,
     ) -> Result<Arc<Engine>, EngineError> {
         let limits = UpstreamLimits {
             max_connections: limits.max_connections.max(1),
@@ -187,6 +204,7 @@ impl Engine {
             clusters,
             codecs,
             limits,
+            extensions,
             ready: AtomicBool::new(true),
             shutting_down: AtomicBool::new(false),
         });
