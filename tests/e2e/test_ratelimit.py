@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -187,6 +188,11 @@ def test_global_dubbo_exactly_five_of_ten(rls, dubbo_provider):
                 assert "has been rate limited" in c["error"], c
         assert mp.metric("meta_protocol_global_rate_limit_total", listener="rl", result="ok") == 5
         assert mp.metric("meta_protocol_global_rate_limit_total", listener="rl", result="over_limit") == 5
+        if shutil.which("promtool") is None:
+            pytest.fail("promtool is not installed")
+        check = subprocess.run(["promtool", "check", "metrics"], input=mp.metrics(), capture_output=True,
+                               text=True, timeout=30)
+        assert check.returncode == 0, check.stdout + check.stderr
 
 
 def test_global_thrift_exactly_five_of_ten(rls, thrift_provider):
@@ -231,6 +237,9 @@ def test_local_dubbo_condition_and_bucket(dubbo_provider):
         assert sum(c["ok"] for c in other) == 5, other
         assert mp.metric("meta_protocol_local_rate_limit_total", listener="rl", stat_prefix="hello",
                          result="rate_limited") == 13
+        check = subprocess.run(["promtool", "check", "metrics"], input=mp.metrics(), capture_output=True,
+                               text=True, timeout=30)
+        assert check.returncode == 0, check.stdout + check.stderr
 
 
 def test_local_thrift_condition_and_bucket(thrift_provider):
