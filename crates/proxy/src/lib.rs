@@ -14,6 +14,9 @@
 //! variant) rewrites request ids so that many clients multiplex on it → the response gets its
 //! original id back and is written by the connection's single writer. Every failure is answered
 //! in the client's protocol ([`meta_protocol::Codec::on_error`]) without closing the connection.
+//! The built-in filters (local and global rate limits) and the factory that builds a listener's
+//! chain from its config are in [`filters`]; services they need from outside the engine (the
+//! RLS gRPC client) come in [`Extensions`].
 //!
 //! Not yet: streaming frames after `StreamInit` (dropped), retries.
 

@@ -119,3 +119,47 @@ impl RateLimitClient for GrpcRateLimitClient {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use meta_proxy_engine::RateLimitDescriptor;
+
+    use super::*;
+
+    #[test]
+    fn request_and_decisions_map_to_the_protocol() {
+        let r = RateLimitRequest {
+            endpoint: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            cluster: "rls".into(),
+            domain: "production".into(),
+            descriptors: vec![RateLimitDescriptor {
+                entries: vec![("method".into(), "sayHello".into())],
+            }],
+            timeout: Duration::from_millis(20),
+        };
+        let pb = to_proto(&r);
+        assert_eq!(pb.domain, "production");
+        assert_eq!(pb.hits_addend, 0);
+        assert_eq!(pb.descriptors.len(), 1);
+        assert_eq!(
+            (
+                pb.descriptors[0].entries[0].key.as_str(),
+                pb.descriptors[0].entries[0].value.as_str()
+            ),
+            ("method", "sayHello")
+        );
+        let answer = |code: Code| RateLimitResponse {
+            overall_code: code as i32,
+            ..Default::default()
+        };
+        assert_eq!(decision(&answer(Code::Ok)), Ok(RateLimitDecision::Ok));
+        assert_eq!(
+            decision(&answer(Code::OverLimit)),
+            Ok(RateLimitDecision::OverLimit)
+        );
+        // UNKNOWN is not an answer: the filter's failure mode decides.
+        assert!(decision(&answer(Code::Unknown)).is_err());
+    }
+}
