@@ -2,7 +2,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use meta_config::{Admin, FilterConfig, Listener, MetaProtocolProxy, ROUTER_FILTER};
+mod filters;
+
+use meta_config::{Admin, Listener, MetaProtocolProxy};
 
 use crate::error::ConfigError;
 use crate::view::View;
@@ -13,14 +15,6 @@ pub const META_PROTOCOL_PROXY_TYPE_URL: &str =
 
 /// Default `max_message_size` (8 MiB).
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 8 * 1024 * 1024;
-
-/// Filters Aeraki defines that we know but do not run yet.
-const KNOWN_FILTERS: &[&str] = &[
-    "aeraki.meta_protocol.filters.local_ratelimit",
-    "aeraki.meta_protocol.filters.ratelimit",
-    "aeraki.meta_protocol.filters.metadata_exchange",
-    "aeraki.meta_protocol.filters.istio_stats",
-];
 
 pub(crate) fn bootstrap(b: &View) -> Result<meta_config::Bootstrap, ConfigError> {
     b.only(&["node", "admin", "static_resources", "dynamic_resources"])?;
@@ -212,7 +206,7 @@ pub(crate) fn proxy(p: &View, ads: bool) -> Result<MetaProtocolProxy, ConfigErro
         }
         (None, None) => return Err(ConfigError::new(p.at("route_config"), "required (or rds)")),
     };
-    let filters = filters(p)?;
+    let filters = filters::filters(p)?;
     let max_message_size = match p.wrapped_u32("max_message_size") {
         None => DEFAULT_MAX_MESSAGE_SIZE,
         Some(0) => return Err(ConfigError::new(p.at("max_message_size"), "must be > 0")),
@@ -270,52 +264,4 @@ fn protocol_and_codec(p: &View) -> Result<(String, String), ConfigError> {
         ));
     }
     Ok((name, codec))
-}
-
-fn filters(p: &View) -> Result<Vec<FilterConfig>, ConfigError> {
-    let list = p.list("meta_protocol_filters");
-    if list.is_empty() {
-        return Ok(vec![FilterConfig::Router]);
-    }
-    let last = list.len() - 1;
-    let mut out = Vec::new();
-    for (i, f) in list.iter().enumerate() {
-        f.only(&["name", "config"])?;
-        let name = f.str("name");
-        if name == ROUTER_FILTER {
-            if i != last {
-                return Err(ConfigError::new(
-                    f.path.clone(),
-                    format!("{ROUTER_FILTER} must be the last filter"),
-                ));
-            }
-            if let Some((url, cfg)) = f.any("config")? {
-                if !url.ends_with("/aeraki.meta_protocol_proxy.filters.router.v1alpha.Router") {
-                    return Err(ConfigError::new(
-                        f.at("config"),
-                        format!("expected a Router config (got '{url}')"),
-                    ));
-                }
-                cfg.only(&[])?;
-            }
-            out.push(FilterConfig::Router);
-        } else if KNOWN_FILTERS.contains(&name.as_str()) {
-            return Err(ConfigError::new(
-                f.path.clone(),
-                format!("filter '{name}' is not supported yet"),
-            ));
-        } else {
-            return Err(ConfigError::new(
-                f.at("name"),
-                format!("unknown filter '{name}'"),
-            ));
-        }
-    }
-    if !matches!(out.last(), Some(FilterConfig::Router)) {
-        return Err(ConfigError::new(
-            p.at("meta_protocol_filters"),
-            format!("must end with {ROUTER_FILTER}"),
-        ));
-    }
-    Ok(out)
 }

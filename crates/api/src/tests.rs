@@ -227,10 +227,10 @@ fn filter_chain_rules() {
     );
     assert_eq!(
         f(
-            "[{name: aeraki.meta_protocol.filters.local_ratelimit}, {name: aeraki.meta_protocol.filters.router}]"
+            "[{name: aeraki.meta_protocol.filters.metadata_exchange}, {name: aeraki.meta_protocol.filters.router}]"
         ),
         format!(
-            "{LP}.meta_protocol_filters[0]: filter 'aeraki.meta_protocol.filters.local_ratelimit' is not supported yet"
+            "{LP}.meta_protocol_filters[0]: filter 'aeraki.meta_protocol.filters.metadata_exchange' is not supported yet"
         )
     );
     let ok = load(

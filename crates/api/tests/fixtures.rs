@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use meta_api::load_bootstrap;
-use meta_config::{Bootstrap, Destination, DiscoveryType, MatchSpec, StringMatchKind};
+use meta_config::{
+    Bootstrap, Destination, DiscoveryType, FilterConfig, MatchSpec, StringMatchKind,
+};
 
 const PROXY: &str = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config";
 
@@ -24,10 +26,6 @@ enum Expect {
 
 fn table() -> Vec<(&'static str, Expect)> {
     use Expect::*;
-    const LRL: (&str, &str) = (
-        "meta_protocol_filters[0]",
-        "filter 'aeraki.meta_protocol.filters.local_ratelimit' is not supported yet",
-    );
     vec![
         ("brpc_test.yaml", Loads(check_brpc)),
         ("dubbo_test.yaml", Refused("tracing", "not supported")),
@@ -39,34 +37,28 @@ fn table() -> Vec<(&'static str, Expect)> {
             "global-ratelimit_ratelimit_server.yaml",
             NotBootstrap("services"),
         ),
-        (
-            "global-ratelimit_test.yaml",
-            Refused(
-                "meta_protocol_filters[0]",
-                "filter 'aeraki.meta_protocol.filters.ratelimit' is not supported yet",
-            ),
-        ),
+        ("global-ratelimit_test.yaml", Loads(check_global_ratelimit)),
         ("hash_policy_test.yaml", Loads(check_hash_policy)),
         ("idle_timeout_test.yaml", Loads(check_idle_timeout)),
         (
             "local-ratelimit_test-full-match-condition.yaml",
-            Refused(LRL.0, LRL.1),
+            Loads(check_local_ratelimit),
         ),
         (
             "local-ratelimit_test-full-no-matched-condition.yaml",
-            Refused(LRL.0, LRL.1),
+            Loads(check_local_ratelimit),
         ),
         (
             "local-ratelimit_test-no-global-bucket-match-condition.yaml",
-            Refused(LRL.0, LRL.1),
+            Loads(check_local_ratelimit),
         ),
         (
             "local-ratelimit_test-no-global-bucket-no-matched-condition.yaml",
-            Refused(LRL.0, LRL.1),
+            Loads(check_local_ratelimit),
         ),
         (
             "local-ratelimit_test-only-global-token.yaml",
-            Refused(LRL.0, LRL.1),
+            Loads(check_local_ratelimit),
         ),
         (
             "rds_test.yaml",
@@ -84,6 +76,37 @@ fn table() -> Vec<(&'static str, Expect)> {
             ),
         ),
     ]
+}
+
+fn check_global_ratelimit(b: &Bootstrap) {
+    let f = &b.listeners[0].proxy.filters;
+    let [FilterConfig::RateLimit(g), FilterConfig::Router] = f.as_slice() else {
+        panic!("unexpected chain {f:?}");
+    };
+    assert_eq!(
+        (g.domain.as_str(), g.cluster.as_str()),
+        ("production", "ratelimit")
+    );
+    assert!(g.failure_mode_deny);
+    assert_eq!(g.timeout, Duration::from_millis(20));
+    assert_eq!(g.matchers.len(), 1);
+    assert_eq!(g.descriptors[0].descriptor_key, "method");
+}
+
+fn check_local_ratelimit(b: &Bootstrap) {
+    let f = &b.listeners[0].proxy.filters;
+    let [FilterConfig::LocalRateLimit(l), FilterConfig::Router] = f.as_slice() else {
+        panic!("unexpected chain {f:?}");
+    };
+    assert!(
+        l.stat_prefix.starts_with("outbound|9090||"),
+        "{}",
+        l.stat_prefix
+    );
+    assert!(l.token_bucket.is_some() || !l.conditions.is_empty());
+    for c in &l.conditions {
+        assert_eq!(c.matchers[0].name, "method");
+    }
 }
 
 fn check_brpc(b: &Bootstrap) {

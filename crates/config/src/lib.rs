@@ -14,7 +14,11 @@ mod route;
 pub use cluster::{
     CircuitBreakers, Cluster, DiscoveryType, Endpoint, LbPolicy, OutlierDetection, RetryBudget,
 };
-pub use listener::{Admin, Bootstrap, FilterConfig, Listener, MetaProtocolProxy, XdsConfig};
+pub use listener::{
+    Admin, Bootstrap, DEFAULT_RATE_LIMIT_TIMEOUT, FilterConfig, GlobalRateLimit, Listener,
+    LocalRateLimit, LocalRateLimitCondition, MIN_FILL_INTERVAL, MetaProtocolProxy,
+    RateLimitDescriptor, TokenBucket, XdsConfig,
+};
 pub use route::{
     DEFAULT_ROUTE_TIMEOUT, Destination, MatchSpec, MetadataMatcher, MirrorPolicy, Pattern, Route,
     RouteConfig, StringMatch, StringMatchKind, WeightedCluster,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::{Cluster, RouteConfig};
+use crate::{Cluster, MetadataMatcher, RouteConfig};
 
 /// A whole static configuration: what `meta-proxy --config FILE` runs.
 #[derive(Debug, Clone, Serialize, Default)]
@@ -89,7 +89,78 @@ pub struct MetaProtocolProxy {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "name")]
 pub enum FilterConfig {
+    /// `aeraki.meta_protocol.filters.local_ratelimit`: token buckets in the proxy.
+    #[serde(rename = "aeraki.meta_protocol.filters.local_ratelimit")]
+    LocalRateLimit(LocalRateLimit),
+    /// `aeraki.meta_protocol.filters.ratelimit`: a check against an Envoy RLS v3 service.
+    #[serde(rename = "aeraki.meta_protocol.filters.ratelimit")]
+    RateLimit(GlobalRateLimit),
     /// `aeraki.meta_protocol.filters.router`: the terminal filter that forwards upstream.
     #[serde(rename = "aeraki.meta_protocol.filters.router")]
     Router,
+}
+
+/// Default timeout of a global rate-limit check (Aeraki's proto: "default 20ms").
+pub const DEFAULT_RATE_LIMIT_TIMEOUT: Duration = Duration::from_millis(20);
+
+/// Smallest token bucket `fill_interval` accepted (Aeraki's limit).
+pub const MIN_FILL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Envoy's `TokenBucket`: `tokens_per_fill` tokens are added every `fill_interval`, up to
+/// `max_tokens`; the bucket starts full.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct TokenBucket {
+    /// Capacity (> 0).
+    pub max_tokens: u32,
+    /// Tokens added per interval (> 0; default 1).
+    pub tokens_per_fill: u32,
+    /// Refill period (>= [`MIN_FILL_INTERVAL`]).
+    pub fill_interval: Duration,
+}
+
+/// The local (token bucket) rate-limit filter.
+#[derive(Debug, Clone, Serialize)]
+pub struct LocalRateLimit {
+    /// Metric label `stat_prefix` (Aeraki puts the service host here).
+    pub stat_prefix: String,
+    /// Bucket for requests that match no condition; `None`: those are allowed.
+    pub token_bucket: Option<TokenBucket>,
+    /// Conditions in order: the first whose matchers all hold takes a token from its own bucket.
+    pub conditions: Vec<LocalRateLimitCondition>,
+}
+
+/// One condition of [`LocalRateLimit`].
+#[derive(Debug, Clone, Serialize)]
+pub struct LocalRateLimitCondition {
+    /// All must hold (Envoy `HeaderMatcher` on metadata); empty matches every request.
+    pub matchers: Vec<MetadataMatcher>,
+    /// The condition's own bucket.
+    pub token_bucket: TokenBucket,
+}
+
+/// The global rate-limit filter: an Envoy RLS v3 client.
+#[derive(Debug, Clone, Serialize)]
+pub struct GlobalRateLimit {
+    /// Requests checked (all must hold); empty: every request is checked.
+    pub matchers: Vec<MetadataMatcher>,
+    /// RLS domain.
+    pub domain: String,
+    /// Deadline of one check (default [`DEFAULT_RATE_LIMIT_TIMEOUT`]).
+    pub timeout: Duration,
+    /// On an RLS error or timeout: `true` rejects the request, `false` lets it through.
+    pub failure_mode_deny: bool,
+    /// Cluster of the rate-limit service
+    /// (`rate_limit_service.grpc_service.envoy_grpc.cluster_name`); it may appear later.
+    pub cluster: String,
+    /// One single-entry RLS descriptor each: `{descriptor_key: metadata[property]}`.
+    pub descriptors: Vec<RateLimitDescriptor>,
+}
+
+/// A descriptor of [`GlobalRateLimit`].
+#[derive(Debug, Clone, Serialize)]
+pub struct RateLimitDescriptor {
+    /// Request metadata key whose value is sent.
+    pub property: String,
+    /// Descriptor entry key sent to the service.
+    pub descriptor_key: String,
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use meta_protocol::CodecFactory;
-use meta_proxy_engine::{CodecRegistry, Engine};
+use meta_proxy_engine::{CodecRegistry, Engine, Extensions, UpstreamLimits};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -44,9 +44,18 @@ async fn run(
     let admin_config = bootstrap.admin.clone();
     // With dynamic_resources, listeners using RDS wait for their routes (the xDS client binds
     // them); everything else starts now.
-    let engine = Engine::start(meta_xds_client::engine_bootstrap(&bootstrap), registry)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // The global rate-limit filter's RLS v3 client (gRPC lives here, not in the engine).
+    let extensions = Extensions {
+        rate_limit_client: Some(Arc::new(meta_ratelimit_client::GrpcRateLimitClient::new())),
+    };
+    let engine = Engine::start_with_extensions(
+        meta_xds_client::engine_bootstrap(&bootstrap),
+        registry,
+        UpstreamLimits::default(),
+        extensions,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     tracing::info!(workers, "meta-proxy started");
     for (name, addr) in engine.listener_addrs() {
         tracing::info!("listener '{name}' listening on {addr}");

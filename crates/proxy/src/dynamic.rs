@@ -50,7 +50,8 @@ impl Engine {
             })?;
         let addr = socket.local_addr().unwrap_or(l.address);
         let lm = self.metrics.listener(&l.name, factory.protocol());
-        let rt = ListenerRt::build(&l.name, l.proxy.clone(), &self.metrics, &lm);
+        let mut rt = ListenerRt::build(&l.name, l.proxy.clone(), &self.metrics, &lm);
+        rt.filters = self.build_filters(&l.name, &l.proxy.filters, None);
         let (stop, stop_rx) = watch::channel(false);
         let shared = Arc::new(ListenerShared::new(
             l.name.clone(),
@@ -114,7 +115,9 @@ impl Engine {
                     let current = shared.rt.load_full();
                     let mut rt =
                         ListenerRt::build(&l.name, l.proxy.clone(), &self.metrics, &shared.metrics);
-                    rt.filters = current.filters.clone();
+                    // Filters whose config is unchanged keep their state (token buckets).
+                    let previous = old.map(|o| (o.proxy.filters.as_slice(), &current.filters[..]));
+                    rt.filters = self.build_filters(&l.name, &l.proxy.filters, previous);
                     shared.rt.store(Arc::new(rt));
                 }
             }

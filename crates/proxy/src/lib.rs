@@ -15,6 +15,9 @@
 //! variant) rewrites request ids so that many clients multiplex on it → the response gets its
 //! original id back and is written by the connection's single writer. Every failure is answered
 //! in the client's protocol ([`meta_protocol::Codec::on_error`]) without closing the connection.
+//! The built-in filters (local and global rate limits) and the factory that builds a listener's
+//! chain from its config are in [`filters`]; services they need from outside the engine (the
+//! RLS gRPC client) come in [`Extensions`].
 //!
 //! Not yet: streaming frames after `StreamInit` (dropped), retries.
 
@@ -22,6 +25,7 @@ mod cluster;
 mod conn;
 mod dynamic;
 pub mod filter;
+pub mod filters;
 mod health;
 mod io;
 pub mod lb;
@@ -42,6 +46,10 @@ use tokio::sync::watch;
 
 use crate::cluster::{ClusterMap, ClusterState};
 pub use crate::dynamic::ListenerChange;
+pub use crate::filters::{
+    Extensions, RateLimitClient, RateLimitDecision, RateLimitDescriptor, RateLimitError,
+    RateLimitFuture, RateLimitRequest,
+};
 pub use crate::listener::UpstreamLimits;
 use crate::listener::{ListenerRt, ListenerShared};
 use crate::metrics::Metrics;
@@ -132,6 +140,7 @@ pub struct Engine {
     clusters: Arc<ArcSwap<ClusterMap>>,
     codecs: CodecRegistry,
     limits: UpstreamLimits,
+    extensions: filters::Extensions,
     ready: AtomicBool,
     shutting_down: AtomicBool,
 }
@@ -152,6 +161,17 @@ impl Engine {
         config: Bootstrap,
         codecs: CodecRegistry,
         limits: UpstreamLimits,
+    ) -> Result<Arc<Engine>, EngineError> {
+        Self::start_with_extensions(config, codecs, limits, filters::Extensions::default()).await
+    }
+
+    /// [`Engine::start_with`] plus the services filters use (e.g. the global rate-limit
+    /// client).
+    pub async fn start_with_extensions(
+        config: Bootstrap,
+        codecs: CodecRegistry,
+        limits: UpstreamLimits,
+        extensions: filters::Extensions,
     ) -> Result<Arc<Engine>, EngineError> {
         let limits = UpstreamLimits {
             max_connections: limits.max_connections.max(1),
@@ -188,6 +208,7 @@ impl Engine {
             clusters,
             codecs,
             limits,
+            extensions,
             ready: AtomicBool::new(true),
             shutting_down: AtomicBool::new(false),
         });

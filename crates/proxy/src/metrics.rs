@@ -83,6 +83,20 @@ pub const DETECTORS: [&str; 3] = [
 /// Circuit-breaker resources, as `resource` label values (Envoy's `*_open` gauge names).
 pub const BREAKER_RESOURCES: [&str; 4] = ["cx", "rq_pending", "rq", "rq_retry"];
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LocalRateLimitLabels {
+    listener: String,
+    stat_prefix: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GlobalRateLimitLabels {
+    listener: String,
+    domain: String,
+    result: String,
+}
+
 type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
 fn duration_histogram() -> Histogram {
@@ -116,6 +130,8 @@ pub struct Metrics {
     breaker_open: Family<BreakerLabels, Gauge>,
     xds_updates: Family<Vec<(String, String)>, Counter>,
     xds_connected: Gauge,
+    local_rate_limit: Family<LocalRateLimitLabels, Counter>,
+    global_rate_limit: Family<GlobalRateLimitLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -152,6 +168,8 @@ impl Metrics {
             breaker_open: Family::default(),
             xds_updates: Family::default(),
             xds_connected: Gauge::default(),
+            local_rate_limit: Family::default(),
+            global_rate_limit: Family::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -269,7 +287,49 @@ impl Metrics {
             "1 while the ADS stream to the control plane is up",
             m.xds_connected.clone(),
         );
+        r.register(
+            "local_rate_limit",
+            "Requests checked by the local rate-limit filter, by result (ok or rate_limited)",
+            m.local_rate_limit.clone(),
+        );
+        r.register(
+            "global_rate_limit",
+            "Requests checked against the global rate-limit service, by result (ok, over_limit, \
+             error: denied on a service failure, failure_mode_allowed: let through on one)",
+            m.global_rate_limit.clone(),
+        );
         m
+    }
+
+    /// `local_rate_limit_total{listener, stat_prefix, result}` handles: (ok, rate_limited).
+    pub fn local_rate_limit(&self, listener: &str, stat_prefix: &str) -> (Counter, Counter) {
+        let c = |result: &str| {
+            self.local_rate_limit
+                .get_or_create_owned(&LocalRateLimitLabels {
+                    listener: listener.to_owned(),
+                    stat_prefix: stat_prefix.to_owned(),
+                    result: result.to_owned(),
+                })
+        };
+        (c("ok"), c("rate_limited"))
+    }
+
+    /// `global_rate_limit_total{listener, domain, result}` handles.
+    pub fn global_rate_limit(&self, listener: &str, domain: &str) -> GlobalRateLimitMetrics {
+        let c = |result: &str| {
+            self.global_rate_limit
+                .get_or_create_owned(&GlobalRateLimitLabels {
+                    listener: listener.to_owned(),
+                    domain: domain.to_owned(),
+                    result: result.to_owned(),
+                })
+        };
+        GlobalRateLimitMetrics {
+            ok: c("ok"),
+            over_limit: c("over_limit"),
+            error: c("error"),
+            failure_mode_allowed: c("failure_mode_allowed"),
+        }
     }
 
     /// Handles for an xDS client.
@@ -471,6 +531,19 @@ pub struct ClusterMetrics {
     pub ejections_active: Gauge,
     /// `circuit_breaker_open`, one per [`BREAKER_RESOURCES`] entry.
     pub breaker_open: [Gauge; 4],
+}
+
+/// Handles of one global rate-limit filter: one counter per result.
+#[derive(Clone)]
+pub struct GlobalRateLimitMetrics {
+    /// The service answered OK.
+    pub ok: Counter,
+    /// The service answered OVER_LIMIT (request rejected).
+    pub over_limit: Counter,
+    /// The check failed and `failure_mode_deny` rejected the request.
+    pub error: Counter,
+    /// The check failed and the request was let through.
+    pub failure_mode_allowed: Counter,
 }
 
 /// xDS client handles: `xds_updates_total{type, result}` and `xds_connected`.
