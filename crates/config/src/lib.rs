@@ -9,10 +9,15 @@
 
 mod cluster;
 mod listener;
+mod policy;
 mod route;
 
 pub use cluster::{Cluster, DiscoveryType, Endpoint, LbPolicy};
 pub use listener::{Admin, Bootstrap, FilterConfig, Listener, MetaProtocolProxy, XdsConfig};
+pub use policy::{
+    DEFAULT_HOST_SELECTION_MAX_ATTEMPTS, FaultAbort, FaultDelay, FaultError, FaultPolicy,
+    PER_MILLION, RetryOn, RetryPolicy,
+};
 pub use route::{
     DEFAULT_ROUTE_TIMEOUT, Destination, MatchSpec, MetadataMatcher, MirrorPolicy, Pattern, Route,
     RouteConfig, StringMatch, StringMatchKind, WeightedCluster,

@@ -207,6 +207,8 @@ pub fn route(name: &str, matchers: Vec<MetadataMatcher>, destination: Destinatio
         timeout: Some(Duration::from_secs(5)),
         hash_policy: vec![],
         mirrors: vec![],
+        retry: None,
+        fault: None,
     }
 }
 
