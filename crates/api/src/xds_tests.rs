@@ -321,7 +321,6 @@ fn resilient() -> rt::RouteConfiguration {
                 },
             )),
             percentage: per_million(500_000),
-            ..Default::default()
         }),
         abort: Some(hf::FaultAbort {
             error_type: Some(hf::fault_abort::ErrorType::HttpStatus(429)),

@@ -26,6 +26,7 @@ mod io;
 pub mod lb;
 mod listener;
 pub mod metrics;
+mod router;
 mod upstream;
 
 use std::collections::HashMap;
