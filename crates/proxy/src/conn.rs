@@ -361,15 +361,8 @@ fn dispatch(
         req.fail(conn, codec, ErrorKind::ClusterNotFound, msg);
         return None;
     };
+    // Envoy's order: the delay first, then the abort (decided now, applied after the delay).
     let fault = route.route.fault.as_ref();
-    if let Some(abort) = fault.and_then(|f| f.abort.as_ref())
-        && router::roll(abort.per_million)
-    {
-        route.faults.abort.inc();
-        let kind = router::abort_kind(abort.error);
-        req.fail(conn, codec, kind, "fault injected: abort".to_owned());
-        return None;
-    }
     let delay = fault
         .and_then(|f| f.delay.as_ref())
         .filter(|d| router::roll(d.per_million))
@@ -377,18 +370,17 @@ fn dispatch(
     if delay.is_some() {
         route.faults.delay.inc();
     }
-    let admission = match cluster.admit_request() {
-        Ok(a) => a,
-        Err(o) => {
-            let msg = format!(
-                "upstream overflow: {} of cluster '{}'",
-                o.as_str(),
-                target.cluster
-            );
-            req.fail(conn, codec, ErrorKind::OverLimit, msg);
+    let abort = fault
+        .and_then(|f| f.abort.as_ref())
+        .filter(|a| router::roll(a.per_million))
+        .map(|a| router::abort_kind(a.error));
+    if let Some(kind) = abort {
+        route.faults.abort.inc();
+        if delay.is_none() {
+            req.fail(conn, codec, kind, router::ABORT_MESSAGE.to_owned());
             return None;
         }
-    };
+    }
     let hash = crate::lb::hash_keys(&route.route.hash_policy, meta);
     let Request {
         mut frame,
@@ -426,7 +418,8 @@ fn dispatch(
         variant: codec.connection_variant(),
         start,
         guard,
-        _admission: admission,
+        admission: None,
+        abort,
         tried: Vec::new(),
     };
     exchange.start(codec, delay)

@@ -26,6 +26,9 @@ use crate::upstream::{ForwardError, Outcome, Waiter};
 /// Dubbo's "thread pool exhausted" status: the upstream refused without processing.
 const REFUSED_STATUS: &str = "SERVER_THREADPOOL_EXHAUSTED";
 
+/// The message of a fault abort's local reply.
+pub(crate) const ABORT_MESSAGE: &str = "fault injected: abort";
+
 /// Whether an event with probability `per_million` / 1e6 happens this time.
 pub(crate) fn roll(per_million: u32) -> bool {
     per_million >= 1_000_000
@@ -116,7 +119,10 @@ pub(crate) struct Exchange {
     pub(crate) start: std::time::Instant,
     /// Held by two-way requests until their outcome; `None` for one-way requests.
     pub(crate) guard: Option<InFlight>,
-    pub(crate) _admission: Admission,
+    /// The circuit-breaker slot of the request, taken just before the first attempt.
+    pub(crate) admission: Option<Admission>,
+    /// A fault abort to answer once the fault delay has passed.
+    pub(crate) abort: Option<ErrorKind>,
     /// Hosts tried so far (only recorded by retrying routes).
     pub(crate) tried: Vec<SocketAddr>,
 }
@@ -147,12 +153,45 @@ impl Exchange {
     ) -> Option<impl Future<Output = ()> + Send + 'static> {
         let first = match delay {
             Some(_) => None,
-            None => match self.attempt(codec) {
-                Sent::Done => return None,
-                sent => Some(sent),
+            None => match self.admit() {
+                Err(reply) => {
+                    self.reject(codec, &reply);
+                    return None;
+                }
+                Ok(()) => match self.attempt(codec) {
+                    Sent::Done => return None,
+                    sent => Some(sent),
+                },
             },
         };
         Some(self.run(delay, first))
+    }
+
+    /// Takes the request's circuit-breaker slot (`admit_request`).
+    fn admit(&mut self) -> Result<(), LocalReply> {
+        match self.cluster.admit_request() {
+            Ok(a) => {
+                self.admission = Some(a);
+                Ok(())
+            }
+            Err(o) => {
+                let msg = format!(
+                    "upstream overflow: {} of cluster '{}'",
+                    o.as_str(),
+                    self.cluster.config.name
+                );
+                Err(LocalReply::new(ErrorKind::OverLimit, msg))
+            }
+        }
+    }
+
+    /// Answers a request that is not forwarded (a one-way request is only counted).
+    fn reject(&self, codec: &mut dyn Codec, reply: &LocalReply) {
+        if self.guard.is_some() {
+            self.conn.local_reply(codec, &self.meta, reply);
+        } else {
+            self.conn.l.metrics.count_local_reply(reply.kind);
+        }
     }
 
     /// Picks a host, preferring ones not tried yet (up to the policy's
@@ -258,6 +297,15 @@ impl Exchange {
     async fn run(mut self, delay: Option<Duration>, mut first: Option<Sent>) {
         if let Some(d) = delay {
             tokio::time::sleep(d).await;
+            let refused = match self.abort {
+                Some(kind) => Err(LocalReply::new(kind, ABORT_MESSAGE)),
+                None => self.admit(),
+            };
+            if let Err(reply) = refused {
+                let conn = self.conn.clone();
+                let mut codec = conn.codec();
+                return self.reject(codec.as_mut(), &reply);
+            }
         }
         let deadline = self.route().route.timeout.map(|t| Instant::now() + t);
         let mut retries = 0u32;

@@ -146,3 +146,41 @@ async fn a_delay_does_not_block_other_requests_on_the_connection() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delay_then_abort_as_envoy_does() {
+    bounded(async {
+        let (a, seen) = backend("a", 0).await;
+        let mut r = route("r", vec![], to("a"));
+        r.fault = Some(FaultPolicy {
+            delay: Some(FaultDelay {
+                delay: Duration::from_millis(200),
+                per_million: 1_000_000,
+            }),
+            abort: Some(FaultAbort {
+                error: FaultError::Timeout,
+                per_million: 1_000_000,
+            }),
+        });
+        let (engine, addr) = start(bootstrap(proxy(vec![r]), vec![cluster("a", &[a])])).await;
+        let mut c = Client::connect(addr).await;
+        let t = Instant::now();
+        let (err, msg) = c.call(1, 1, b"x").await;
+        assert!(err && msg.contains("fault injected: abort"), "{msg}");
+        assert!(
+            t.elapsed() >= Duration::from_millis(200),
+            "aborted after the delay"
+        );
+        assert_eq!(seen.requests.load(Ordering::SeqCst), 0);
+        assert_eq!(
+            (faults(&engine, "delay"), faults(&engine, "abort")),
+            (1.0, 1.0)
+        );
+        let timeouts = metric(
+            &engine,
+            r#"meta_protocol_local_replies_total{listener="l",reason="timeout"}"#,
+        );
+        assert_eq!(timeouts, 1.0);
+    })
+    .await;
+}
