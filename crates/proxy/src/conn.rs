@@ -1,8 +1,9 @@
 //! The downstream connection manager: decode, filter, route, forward, answer.
 //!
 //! One task per connection reads and decodes; requests are forwarded at once (pipelining) and a
-//! small task per two-way request waits for its outcome (response, local reply, timeout) and
-//! queues the bytes to the connection's single writer, in completion order.
+//! small task per two-way request (or per delayed request) waits for its outcome (response,
+//! local reply, timeout; retries in `router`) and queues the bytes to the connection's single
+//! writer, in completion order.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
