@@ -11,6 +11,7 @@ mod error;
 mod json;
 mod listener;
 pub mod pb;
+mod resilience;
 mod route;
 mod view;
 mod xds;

@@ -39,7 +39,7 @@ fn route(r: &View) -> Result<Route, ConfigError> {
         }
         None => Vec::new(),
     };
-    let action = route_action(r)?;
+    let action = route_action(r, &[])?;
     Ok(Route {
         name: r.str("name"),
         matchers,
@@ -49,13 +49,16 @@ fn route(r: &View) -> Result<Route, ConfigError> {
         timeout: action.timeout,
         hash_policy: action.view.strs("hash_policy"),
         mirrors: action.mirrors,
+        retry: None,
+        fault: None,
     })
 }
 
 /// A route's `route` action, the part shared by Aeraki's RouteAction and the tunnelled HTTP
 /// RouteAction of Aeraki's RDS: destination, timeout (default [`DEFAULT_ROUTE_TIMEOUT`], 0
 /// disables) and mirrors. `hash_policy` differs in shape between the two and is left to the
-/// caller (through `view`).
+/// caller (through `view`), as are the `extra` fields the caller allows (the tunnelled form's
+/// `retry_policy`).
 pub(crate) struct RouteAction {
     pub(crate) view: View,
     pub(crate) destination: Destination,
@@ -63,17 +66,19 @@ pub(crate) struct RouteAction {
     pub(crate) mirrors: Vec<MirrorPolicy>,
 }
 
-pub(crate) fn route_action(r: &View) -> Result<RouteAction, ConfigError> {
+pub(crate) fn route_action(r: &View, extra: &[&str]) -> Result<RouteAction, ConfigError> {
     let action = r
         .msg("route")
         .ok_or_else(|| ConfigError::new(r.at("route"), "required"))?;
-    action.only(&[
+    let mut allowed = vec![
         "cluster",
         "weighted_clusters",
         "hash_policy",
         "request_mirror_policies",
         "timeout",
-    ])?;
+    ];
+    allowed.extend_from_slice(extra);
+    action.only(&allowed)?;
     let destination = if let Some(wc) = action.msg("weighted_clusters") {
         weighted(&wc)?
     } else if !action.str("cluster").is_empty() {

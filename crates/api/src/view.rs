@@ -150,11 +150,37 @@ impl View {
             .map(|w| w.get("value").and_then(|v| v.as_u64()).unwrap_or_default())
     }
 
+    /// A `map<string, Message>` field as (key, view) pairs sorted by key; each view's path is
+    /// `field[key]`.
+    pub(crate) fn map_msgs(&self, f: &str) -> Vec<(String, View)> {
+        let path = self.at(f);
+        let mut out: Vec<(String, View)> = match self.get(f).as_deref() {
+            Some(Value::Map(m)) => m
+                .iter()
+                .filter_map(|(k, v)| {
+                    let k = k.as_str()?.to_owned();
+                    let msg = v.as_message()?.clone();
+                    let at = format!("{path}[{k}]");
+                    Some((k, View::new(msg, at)))
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
     /// Unpacks a set `google.protobuf.Any` field into its message.
     pub(crate) fn any(&self, f: &str) -> Result<Option<(String, View)>, ConfigError> {
         let Some(any) = self.msg(f) else {
             return Ok(None);
         };
+        any.unpack().map(Some)
+    }
+
+    /// Unpacks this `google.protobuf.Any` into its message.
+    pub(crate) fn unpack(self) -> Result<(String, View), ConfigError> {
+        let any = self;
         let url = any.str("type_url");
         let bytes = any
             .get("value")
@@ -178,8 +204,8 @@ impl View {
                 None => serde_json::Value::Object(serde_json::Map::new()),
             };
             let inner = to_message(value, &desc, &ts.path)?;
-            return Ok(Some((inner_url, View::new(inner, ts.path))));
+            return Ok((inner_url, View::new(inner, ts.path)));
         }
-        Ok(Some((url, View::new(msg, any.path))))
+        Ok((url, View::new(msg, any.path)))
     }
 }

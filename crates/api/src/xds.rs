@@ -198,6 +198,7 @@ fn route(r: &View) -> Result<Route, ConfigError> {
         "route",
         "request_headers_to_add",
         "response_headers_to_add",
+        "typed_per_filter_config",
     ])?;
     let matchers = match r.msg("match") {
         Some(m) => {
@@ -213,7 +214,12 @@ fn route(r: &View) -> Result<Route, ConfigError> {
         }
         None => Vec::new(),
     };
-    let action = crate::route::route_action(r)?;
+    let action = crate::route::route_action(r, &["retry_policy"])?;
+    let retry = match action.view.msg("retry_policy") {
+        Some(rp) => Some(crate::resilience::retry_policy(&rp)?),
+        None => None,
+    };
+    let fault = crate::resilience::fault(r)?;
     let hash_policy = action
         .view
         .list("hash_policy")
@@ -240,6 +246,8 @@ fn route(r: &View) -> Result<Route, ConfigError> {
         timeout: action.timeout,
         hash_policy,
         mirrors: action.mirrors,
+        retry,
+        fault,
     })
 }
 

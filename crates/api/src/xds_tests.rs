@@ -251,11 +251,14 @@ fn tunnelled_route_configuration_refusals() {
     assert!(conv(&rc).starts_with("rds[svc_9090].virtual_hosts[0].domains: only"));
     let mut rc = tunnelled();
     if let Some(rt::route::Action::Route(a)) = &mut rc.virtual_hosts[0].routes[1].action {
-        a.retry_policy = Some(rt::RetryPolicy::default());
+        a.retry_policy = Some(rt::RetryPolicy {
+            retry_back_off: Some(rt::retry_policy::RetryBackOff::default()),
+            ..Default::default()
+        });
     }
     assert_eq!(
         conv(&rc),
-        "rds[svc_9090].virtual_hosts[0].routes[1].route.retry_policy: not supported"
+        "rds[svc_9090].virtual_hosts[0].routes[1].route.retry_policy.retry_back_off: not supported"
     );
     let mut rc = tunnelled();
     rc.virtual_hosts[0].routes[0].r#match = Some(rt::RouteMatch {
@@ -265,6 +268,220 @@ fn tunnelled_route_configuration_refusals() {
     assert_eq!(
         conv(&rc),
         "rds[svc_9090].virtual_hosts[0].routes[0].match.path: not supported"
+    );
+}
+
+fn any<M: prost::Name + prost::Message>(m: &M) -> envoy_types::pb::google::protobuf::Any {
+    envoy_types::pb::google::protobuf::Any {
+        type_url: M::type_url(),
+        value: m.encode_to_vec(),
+    }
+}
+
+fn per_million(n: u32) -> Option<envoy_types::pb::envoy::r#type::v3::FractionalPercent> {
+    Some(envoy_types::pb::envoy::r#type::v3::FractionalPercent {
+        numerator: n,
+        denominator: 2, // MILLION
+    })
+}
+
+/// The retry policy and fault config of contract §2, as aeraki-translate emits them.
+fn resilient() -> rt::RouteConfiguration {
+    use envoy_types::pb::envoy::extensions::filters::common::fault::v3 as cf;
+    use envoy_types::pb::envoy::extensions::filters::http::fault::v3 as hf;
+    use envoy_types::pb::envoy::extensions::retry::host::previous_hosts::v3::PreviousHostsPredicate;
+    let mut rc = tunnelled();
+    let r = &mut rc.virtual_hosts[0].routes[0];
+    if let Some(rt::route::Action::Route(a)) = &mut r.action {
+        a.retry_policy = Some(rt::RetryPolicy {
+            retry_on: "connect-failure,reset,status:SERVER_TIMEOUT".into(),
+            num_retries: Some(UInt32Value { value: 2 }),
+            per_try_timeout: Some(PbDuration {
+                seconds: 0,
+                nanos: 500_000_000,
+            }),
+            retry_host_predicate: vec![rt::retry_policy::RetryHostPredicate {
+                name: "envoy.retry_host_predicates.previous_hosts".into(),
+                config_type: Some(
+                    rt::retry_policy::retry_host_predicate::ConfigType::TypedConfig(any(
+                        &PreviousHostsPredicate {},
+                    )),
+                ),
+            }],
+            host_selection_retry_max_attempts: 5,
+            ..Default::default()
+        });
+    }
+    let fault = hf::HttpFault {
+        delay: Some(cf::FaultDelay {
+            fault_delay_secifier: Some(cf::fault_delay::FaultDelaySecifier::FixedDelay(
+                PbDuration {
+                    seconds: 1,
+                    nanos: 0,
+                },
+            )),
+            percentage: per_million(500_000),
+        }),
+        abort: Some(hf::FaultAbort {
+            error_type: Some(hf::fault_abort::ErrorType::HttpStatus(429)),
+            percentage: per_million(100_000),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    r.typed_per_filter_config
+        .insert("envoy.filters.http.fault".into(), any(&fault));
+    rc
+}
+
+#[test]
+fn tunnelled_retry_policy_and_fault_convert() {
+    use meta_config::FaultError;
+    let rc = route_configuration_from_proto(&resilient(), "rds[svc_9090]").unwrap();
+    let r = &rc.routes[0];
+    let retry = r.retry.as_ref().unwrap();
+    assert_eq!(retry.num_retries, 2);
+    assert_eq!(
+        retry.per_try_timeout,
+        Some(std::time::Duration::from_millis(500))
+    );
+    assert!(retry.retry_on.connect_failure && retry.retry_on.reset);
+    assert!(!retry.retry_on.timeout && !retry.retry_on.error_response);
+    assert_eq!(retry.retry_on.statuses, ["SERVER_TIMEOUT"]);
+    assert_eq!(retry.host_selection_max_attempts, 5);
+    let fault = r.fault.as_ref().unwrap();
+    let delay = fault.delay.as_ref().unwrap();
+    assert_eq!(delay.delay, std::time::Duration::from_secs(1));
+    assert_eq!(delay.per_million, 500_000);
+    let abort = fault.abort.as_ref().unwrap();
+    assert_eq!(
+        (abort.error, abort.per_million),
+        (FaultError::OverLimit, 100_000)
+    );
+    assert!(rc.routes[1].retry.is_none() && rc.routes[1].fault.is_none());
+}
+
+#[test]
+fn tunnelled_retry_policy_and_fault_refusals() {
+    use envoy_types::pb::envoy::extensions::filters::http::fault::v3 as hf;
+    let conv = |rc: &rt::RouteConfiguration| {
+        route_configuration_from_proto(rc, "rds[x]")
+            .unwrap_err()
+            .to_string()
+    };
+    fn policy(rc: &mut rt::RouteConfiguration) -> &mut rt::RetryPolicy {
+        match &mut rc.virtual_hosts[0].routes[0].action {
+            Some(rt::route::Action::Route(a)) => a.retry_policy.as_mut().unwrap(),
+            _ => unreachable!(),
+        }
+    }
+    let mut rc = resilient();
+    policy(&mut rc).retry_on = "reset,retriable-4xx".into();
+    assert!(
+        conv(&rc).starts_with(
+            "rds[x].virtual_hosts[0].routes[0].route.retry_policy.retry_on: unknown retry_on \
+             token 'retriable-4xx'"
+        ),
+        "{}",
+        conv(&rc)
+    );
+    let mut rc = resilient();
+    policy(&mut rc).retry_priority = Some(rt::retry_policy::RetryPriority::default());
+    assert_eq!(
+        conv(&rc),
+        "rds[x].virtual_hosts[0].routes[0].route.retry_policy.retry_priority: not supported"
+    );
+    let mut rc = resilient();
+    policy(&mut rc).retry_host_predicate[0].name =
+        "envoy.retry_host_predicates.omit_canary_hosts".into();
+    assert!(conv(&rc).starts_with(
+        "rds[x].virtual_hosts[0].routes[0].route.retry_policy.retry_host_predicate[0].name: \
+         'envoy.retry_host_predicates.omit_canary_hosts' not supported"
+    ));
+    let fault_of = |rc: &mut rt::RouteConfiguration, f: &hf::HttpFault| {
+        rc.virtual_hosts[0].routes[0]
+            .typed_per_filter_config
+            .insert("envoy.filters.http.fault".into(), any(f));
+    };
+    let mut rc = resilient();
+    fault_of(
+        &mut rc,
+        &hf::HttpFault {
+            abort: Some(hf::FaultAbort {
+                error_type: Some(hf::fault_abort::ErrorType::HttpStatus(500)),
+                percentage: per_million(1),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    );
+    assert!(conv(&rc).starts_with(
+        "rds[x].virtual_hosts[0].routes[0].typed_per_filter_config[envoy.filters.http.fault].\
+         abort.http_status: 500 not supported"
+    ));
+    let mut rc = resilient();
+    fault_of(
+        &mut rc,
+        &hf::HttpFault {
+            abort: Some(hf::FaultAbort {
+                error_type: Some(hf::fault_abort::ErrorType::GrpcStatus(14)),
+                percentage: per_million(1),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        conv(&rc),
+        "rds[x].virtual_hosts[0].routes[0].typed_per_filter_config[envoy.filters.http.fault].\
+         abort.grpc_status: not supported"
+    );
+    let mut rc = resilient();
+    fault_of(
+        &mut rc,
+        &hf::HttpFault {
+            abort: Some(hf::FaultAbort {
+                error_type: Some(hf::fault_abort::ErrorType::HttpStatus(503)),
+                percentage: None,
+                ..Default::default()
+            }),
+            max_active_faults: Some(UInt32Value { value: 3 }),
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        conv(&rc),
+        "rds[x].virtual_hosts[0].routes[0].typed_per_filter_config[envoy.filters.http.fault].\
+         max_active_faults: not supported"
+    );
+    let mut rc = resilient();
+    fault_of(
+        &mut rc,
+        &hf::HttpFault {
+            abort: Some(hf::FaultAbort {
+                error_type: Some(hf::fault_abort::ErrorType::HttpStatus(503)),
+                percentage: None,
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        conv(&rc),
+        "rds[x].virtual_hosts[0].routes[0].typed_per_filter_config[envoy.filters.http.fault].\
+         abort.percentage: required"
+    );
+    let mut rc = resilient();
+    rc.virtual_hosts[0].routes[0]
+        .typed_per_filter_config
+        .insert(
+            "envoy.filters.http.cors".into(),
+            any(&hf::HttpFault::default()),
+        );
+    assert_eq!(
+        conv(&rc),
+        "rds[x].virtual_hosts[0].routes[0].typed_per_filter_config[envoy.filters.http.cors]: \
+         not supported (only envoy.filters.http.fault)"
     );
 }
 

@@ -3,7 +3,7 @@
 use bytes::BytesMut;
 use meta_protocol::{
     Codec, CodecError, CodecOptions, ErrorKind, Frame, LocalReply, MessageKind, Metadata, Mutation,
-    ResponseStatus, Side,
+    ResponseStatus, Side, keys,
 };
 
 use crate::body::{RequestBody, ResponseBody, rtype};
@@ -101,6 +101,7 @@ impl Codec for DubboCodec {
                 Ok(resp) => {
                     if resp.is_exception() {
                         meta.status = ResponseStatus::Error;
+                        meta.set(keys::PROTOCOL_STATUS, "EXCEPTION");
                     }
                     if let Some(att) = &resp.attachments {
                         for (k, v) in att.strings() {
@@ -115,6 +116,10 @@ impl Codec for DubboCodec {
             _ => {
                 if !h.is_request() && h.status != STATUS_OK {
                     meta.status = ResponseStatus::Error;
+                    match status::name(h.status) {
+                        Some(name) => meta.set(keys::PROTOCOL_STATUS, name),
+                        None => meta.set(keys::PROTOCOL_STATUS, h.status.to_string()),
+                    }
                 }
             }
         }

@@ -35,6 +35,23 @@ pub mod status {
     pub const SERVER_ERROR: u8 = 80;
     /// The server's thread pool is exhausted (over limit).
     pub const SERVER_THREADPOOL_EXHAUSTED: u8 = 100;
+
+    /// The name of a non-OK status (Dubbo's constant name), `None` if unknown.
+    pub fn name(code: u8) -> Option<&'static str> {
+        Some(match code {
+            30 => "CLIENT_TIMEOUT",
+            SERVER_TIMEOUT => "SERVER_TIMEOUT",
+            35 => "CHANNEL_INACTIVE",
+            BAD_REQUEST => "BAD_REQUEST",
+            BAD_RESPONSE => "BAD_RESPONSE",
+            SERVICE_NOT_FOUND => "SERVICE_NOT_FOUND",
+            SERVICE_ERROR => "SERVICE_ERROR",
+            SERVER_ERROR => "SERVER_ERROR",
+            90 => "CLIENT_ERROR",
+            SERVER_THREADPOOL_EXHAUSTED => "SERVER_THREADPOOL_EXHAUSTED",
+            _ => return None,
+        })
+    }
 }
 
 /// A parsed header.

@@ -3,7 +3,7 @@
 use bytes::BytesMut;
 use meta_protocol::{
     Codec, CodecErrorKind, CodecFactory, CodecOptions, Correlation, ErrorKind, Frame, LocalReply,
-    MessageKind, Metadata, Mutation, ResponseStatus, Side,
+    MessageKind, Metadata, Mutation, ResponseStatus, Side, keys,
 };
 
 use crate::hessian::{Reader, Value};
@@ -131,6 +131,10 @@ fn real_responses() {
     // Result type 0: an exception object.
     let exc = decode_one(&golden!("response_exception"));
     assert_eq!(exc.meta.status, ResponseStatus::Error);
+    assert_eq!(exc.meta.get(keys::PROTOCOL_STATUS), Some("EXCEPTION"));
+    // Only error responses carry the protocol status.
+    assert_eq!(ok.meta.get(keys::PROTOCOL_STATUS), None);
+    assert_eq!(echo.meta.get(keys::PROTOCOL_STATUS), None);
     // Status 80 with the error message as body.
     for bytes in [golden!("response_fail"), golden!("response_nomethod")] {
         let f = decode_one(&bytes);
@@ -138,6 +142,7 @@ fn real_responses() {
             (f.meta.kind, f.meta.status),
             (MessageKind::Response, ResponseStatus::Error)
         );
+        assert_eq!(f.meta.get(keys::PROTOCOL_STATUS), Some("SERVER_ERROR"));
     }
     // dubbo-remoting writes a null result as a bare `N` (no result type): forwarded, as an error.
     let null = decode_one(&golden!("response_nothing"));
@@ -272,6 +277,8 @@ fn on_error_layout_and_status_mapping() {
         );
         let msg = Reader::new(&out[16..]).read_string().unwrap();
         assert_eq!(msg, "no route for héllo");
+        let name = f.meta.get(keys::PROTOCOL_STATUS).unwrap();
+        assert_eq!(name, crate::header::status::name(status).unwrap());
     }
 }
 

@@ -152,6 +152,22 @@ pub(crate) fn first_field_id(c: &mut Cursor<'_>) -> Parse<Option<i16>> {
     Ok(Some(c.i16()?))
 }
 
+/// The `type` (field 2, i32) of the `TApplicationException` struct at the cursor, `None` if
+/// absent.
+pub(crate) fn app_exception_type(c: &mut Cursor<'_>) -> Parse<Option<i32>> {
+    loop {
+        let ty = c.u8()?;
+        if ty == STOP {
+            return Ok(None);
+        }
+        let id = c.i16()?;
+        if id == 2 && ty == I32 {
+            return Ok(Some(c.i32()?));
+        }
+        skip_value(c, ty, crate::message::MAX_DEPTH)?;
+    }
+}
+
 /// Writes a seqid as the binary protocol does.
 pub(crate) fn put_seqid(out: &mut BytesMut, seqid: i32) {
     out.put_i32(seqid);

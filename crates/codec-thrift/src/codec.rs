@@ -4,7 +4,7 @@
 use bytes::{BufMut, BytesMut};
 use meta_protocol::{
     Codec, CodecError, ErrorKind, Frame, LocalReply, MessageKind, Metadata, Mutation,
-    ResponseStatus, Side,
+    ResponseStatus, Side, keys,
 };
 
 use crate::compact;
@@ -129,8 +129,13 @@ impl ThriftCodec {
             let err = CodecError::too_large(len, self.max_size);
             return Err(self.attach(err, Some(&meta)).into());
         }
-        if header.mtype == MessageType::Reply {
-            reply_status(protocol, Cursor::at(buf, header.body_at), &mut meta);
+        if header.mtype != MessageType::Call && header.mtype != MessageType::Oneway {
+            reply_status(
+                protocol,
+                header.mtype,
+                Cursor::at(buf, header.body_at),
+                &mut meta,
+            );
         }
         meta.header_size = header.body_at as u32;
         meta.body_size = (len - header.body_at) as u32;
@@ -194,8 +199,13 @@ impl ThriftCodec {
             Stop::Malformed(why) => CodecError::malformed(why),
         })?;
         message_meta(&header, &mut meta);
-        if header.mtype == MessageType::Reply {
-            reply_status(protocol, Cursor::at(msg, header.body_at), &mut meta);
+        if header.mtype != MessageType::Call && header.mtype != MessageType::Oneway {
+            reply_status(
+                protocol,
+                header.mtype,
+                Cursor::at(msg, header.body_at),
+                &mut meta,
+            );
         }
         meta.header_size = (msg_at + header.body_at) as u32;
         meta.body_size = (total - msg_at - header.body_at) as u32;
@@ -273,11 +283,25 @@ fn message_meta(h: &MessageHeader<'_>, meta: &mut Metadata) {
 }
 
 /// A reply whose result struct starts with a field other than 0 (`success`) carries a
-/// declared exception. A result struct that cannot be read is an error too.
-fn reply_status(protocol: Protocol, mut c: Cursor<'_>, meta: &mut Metadata) {
+/// declared exception (protocol status `EXCEPTION`); a result struct that cannot be read is
+/// an error too. An exception message's protocol status is its `TApplicationException` type
+/// name. Only error responses get a protocol status.
+fn reply_status(protocol: Protocol, mtype: MessageType, mut c: Cursor<'_>, meta: &mut Metadata) {
+    if mtype == MessageType::Exception {
+        let ty = message::app_exception_type(protocol, &mut c).ok().flatten();
+        match ty.and_then(message::app_exception_name) {
+            Some(name) => meta.set(keys::PROTOCOL_STATUS, name),
+            None => meta.set(keys::PROTOCOL_STATUS, "UNKNOWN"),
+        }
+        return;
+    }
     meta.status = match message::first_field_id(protocol, &mut c) {
         Ok(None | Some(0)) => ResponseStatus::Ok,
-        Ok(Some(_)) | Err(_) => ResponseStatus::Error,
+        Ok(Some(_)) => {
+            meta.set(keys::PROTOCOL_STATUS, "EXCEPTION");
+            ResponseStatus::Error
+        }
+        Err(_) => ResponseStatus::Error,
     };
 }
 

@@ -158,6 +158,33 @@ pub(crate) fn first_field_id(c: &mut Cursor<'_>) -> Parse<Option<i16>> {
     }
 }
 
+/// The `type` (field 2, i32) of the `TApplicationException` struct at the cursor, `None` if
+/// absent.
+pub(crate) fn app_exception_type(c: &mut Cursor<'_>) -> Parse<Option<i32>> {
+    let mut last: i64 = 0;
+    loop {
+        let b = c.u8()?;
+        if b == STOP {
+            return Ok(None);
+        }
+        let id = match b >> 4 {
+            0 => unzigzag(c.varint(3)?),
+            delta => last + i64::from(delta),
+        };
+        last = id;
+        match b & 0x0f {
+            BOOL_TRUE | BOOL_FALSE => {}
+            I32 if id == 2 => {
+                let v = unzigzag(c.varint(5)?);
+                return i32::try_from(v)
+                    .map(Some)
+                    .map_err(|_| Stop::Malformed("i32 overflow"));
+            }
+            ty => skip_value(c, ty, crate::message::MAX_DEPTH)?,
+        }
+    }
+}
+
 /// Writes a seqid as the compact protocol does (varint of the i32's bits).
 pub(crate) fn put_seqid(out: &mut BytesMut, seqid: i32) {
     put_varint(out, u64::from(seqid as u32));

@@ -124,6 +124,32 @@ pub(crate) fn first_field_id(protocol: Protocol, c: &mut Cursor<'_>) -> Parse<Op
     }
 }
 
+/// The `type` of the `TApplicationException` struct at the cursor, `None` if absent.
+pub(crate) fn app_exception_type(protocol: Protocol, c: &mut Cursor<'_>) -> Parse<Option<i32>> {
+    match protocol {
+        Protocol::Binary | Protocol::BinaryNonStrict => binary::app_exception_type(c),
+        Protocol::Compact => compact::app_exception_type(c),
+    }
+}
+
+/// Name of a `TApplicationException` type, as Apache Thrift spells it.
+pub(crate) fn app_exception_name(ty: i32) -> Option<&'static str> {
+    Some(match ty {
+        0 => "UNKNOWN",
+        1 => "UNKNOWN_METHOD",
+        2 => "INVALID_MESSAGE_TYPE",
+        3 => "WRONG_METHOD_NAME",
+        4 => "BAD_SEQUENCE_ID",
+        5 => "MISSING_RESULT",
+        6 => "INTERNAL_ERROR",
+        7 => "PROTOCOL_ERROR",
+        8 => "INVALID_TRANSFORM",
+        9 => "INVALID_PROTOCOL",
+        10 => "UNSUPPORTED_CLIENT_TYPE",
+        _ => return None,
+    })
+}
+
 /// Encodes `seqid` as `protocol` writes it in a message header.
 pub(crate) fn put_seqid(protocol: Protocol, out: &mut BytesMut, seqid: i32) {
     match protocol {

@@ -4,7 +4,7 @@
 use bytes::{BufMut, BytesMut};
 use meta_protocol::{
     Codec, CodecErrorKind, CodecFactory, CodecOptions, ErrorKind, LocalReply, MessageKind,
-    Metadata, Mutation, ResponseStatus, Side,
+    Metadata, Mutation, ResponseStatus, Side, keys,
 };
 use proptest::prelude::*;
 
@@ -163,10 +163,20 @@ fn kinds_and_reply_status() {
             ResponseStatus::Error,
         ),
     ];
-    for (msg, kind, status) in cases {
+    let protocol_status = [
+        None,
+        None,
+        None,
+        None,
+        Some("EXCEPTION"),
+        Some("EXCEPTION"),
+        Some("UNKNOWN"),
+    ];
+    for ((msg, kind, status), ps) in cases.into_iter().zip(protocol_status) {
         for bytes in [msg.clone(), framed(&msg)] {
             let f = decode_all(&mut codec(Side::Upstream), &bytes).remove(0);
             assert_eq!((f.meta.kind, f.meta.status), (kind, status), "{bytes:02x?}");
+            assert_eq!(f.meta.get(keys::PROTOCOL_STATUS), ps, "{bytes:02x?}");
         }
     }
 }
@@ -382,6 +392,8 @@ fn on_error_in_every_variant_decodes_back() {
                     (MessageKind::Response, ResponseStatus::Error)
                 );
                 assert_eq!(r.meta.request_id, 11);
+                let name = crate::message::app_exception_name(ty).unwrap();
+                assert_eq!(r.meta.get(keys::PROTOCOL_STATUS), Some(name));
                 assert_eq!(
                     (r.meta.get("service"), r.meta.get("method")),
                     (Some("Calc"), Some("add"))

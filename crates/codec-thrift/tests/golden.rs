@@ -86,8 +86,22 @@ fn check_meta(meta: &Metadata, want: &Json, ctx: &str) {
     for (k, v) in headers {
         assert_eq!(meta.get(k), v.as_str(), "{ctx}: header {k}");
     }
-    let extra =
-        usize::from(meta.get("method").is_some()) + usize::from(meta.get("service").is_some());
+    // The peers' error replies: `get` raises a declared exception, `boom` an INTERNAL_ERROR
+    // TApplicationException; only error responses carry a protocol status.
+    let protocol_status = match (meta.status, meta.get("method")) {
+        (meta_protocol::ResponseStatus::Ok, _) => None,
+        (_, Some("get")) => Some("EXCEPTION"),
+        (_, Some("boom")) => Some("INTERNAL_ERROR"),
+        (_, m) => panic!("{ctx}: unexpected error response for {m:?}"),
+    };
+    assert_eq!(
+        meta.get(meta_protocol::keys::PROTOCOL_STATUS),
+        protocol_status,
+        "{ctx}: protocol status"
+    );
+    let extra = usize::from(meta.get("method").is_some())
+        + usize::from(meta.get("service").is_some())
+        + usize::from(protocol_status.is_some());
     assert_eq!(
         meta.strings.len(),
         headers.len() + extra,

@@ -9,6 +9,7 @@
 
 mod cluster;
 mod listener;
+mod policy;
 mod route;
 
 pub use cluster::{
@@ -18,6 +19,10 @@ pub use listener::{
     Admin, Bootstrap, DEFAULT_RATE_LIMIT_TIMEOUT, FilterConfig, GlobalRateLimit, Listener,
     LocalRateLimit, LocalRateLimitCondition, MIN_FILL_INTERVAL, MetaProtocolProxy,
     RateLimitDescriptor, TokenBucket, XdsConfig,
+};
+pub use policy::{
+    DEFAULT_HOST_SELECTION_MAX_ATTEMPTS, FaultAbort, FaultDelay, FaultError, FaultPolicy,
+    PER_MILLION, RetryOn, RetryPolicy,
 };
 pub use route::{
     DEFAULT_ROUTE_TIMEOUT, Destination, MatchSpec, MetadataMatcher, MirrorPolicy, Pattern, Route,

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
+use crate::policy::{FaultPolicy, RetryPolicy};
+
 /// Default per-route request timeout, as Envoy's route timeout (0 in config disables it).
 pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -35,6 +37,10 @@ pub struct Route {
     pub hash_policy: Vec<String>,
     /// Requests copied to other clusters (responses discarded).
     pub mirrors: Vec<MirrorPolicy>,
+    /// Retries of failed attempts; `None`: one attempt only.
+    pub retry: Option<RetryPolicy>,
+    /// Fault injection; `None`: none.
+    pub fault: Option<FaultPolicy>,
 }
 
 /// Where a route sends requests.

@@ -10,6 +10,11 @@ pub mod keys {
     pub const APPLICATION_PROTOCOL: &str = "x-meta-protocol-application-protocol";
     /// Request UUID carried for tracing and access logs.
     pub const REQUEST_ID: &str = "x-request-id";
+    /// The protocol's own status of an error response (Dubbo: the status name, e.g.
+    /// `SERVER_TIMEOUT`, or `EXCEPTION` for an OK status carrying an exception; Thrift:
+    /// `EXCEPTION` for a declared exception, or the `TApplicationException` type name). Codecs
+    /// set it on error responses only; retry policies match it with `status:<VALUE>`.
+    pub const PROTOCOL_STATUS: &str = "x-meta-protocol-status";
 }
 
 /// What kind of message a frame is.

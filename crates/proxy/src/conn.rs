@@ -1,8 +1,9 @@
 //! The downstream connection manager: decode, filter, route, forward, answer.
 //!
 //! One task per connection reads and decodes; requests are forwarded at once (pipelining) and a
-//! small task per two-way request waits for its outcome (response, local reply, timeout) and
-//! queues the bytes to the connection's single writer, in completion order.
+//! small task per two-way request (or per delayed request) waits for its outcome (response,
+//! local reply, timeout; retries in `router`) and queues the bytes to the connection's single
+//! writer, in completion order.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,13 +20,12 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
-use crate::cluster::Picked;
 use crate::filter::{self, ChainStatus, RequestContext};
-use crate::health::Admission;
 use crate::io::{Backlog, write_pump};
 use crate::lb::LbContext;
-use crate::listener::{ListenerRt, ListenerShared, RouteRt, Target, shutdown_signal};
-use crate::upstream::{ForwardError, Outcome, Waiter};
+use crate::listener::{ListenerRt, ListenerShared, RouteRt, shutdown_signal};
+use crate::router::{self, Exchange};
+use crate::upstream::Waiter;
 
 /// Time allowed to flush pending writes once the connection is closing.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -40,8 +40,8 @@ const MAX_QUEUED_BYTES: usize = 4 * 1024 * 1024;
 const MIRROR_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// State shared by the reader and the per-request tasks of one connection.
-struct Conn {
-    l: Arc<ListenerShared>,
+pub(crate) struct Conn {
+    pub(crate) l: Arc<ListenerShared>,
     codec: Mutex<Box<dyn Codec>>,
     wtx: mpsc::UnboundedSender<BytesMut>,
     backlog: Arc<Backlog>,
@@ -49,7 +49,7 @@ struct Conn {
 }
 
 /// Decrements the in-flight counters when a request ends, however it ends.
-struct InFlight(Arc<Conn>);
+pub(crate) struct InFlight(Arc<Conn>);
 
 impl InFlight {
     fn new(conn: &Arc<Conn>) -> Self {
@@ -77,11 +77,11 @@ enum Stop {
 }
 
 impl Conn {
-    fn codec(&self) -> MutexGuard<'_, Box<dyn Codec>> {
+    pub(crate) fn codec(&self) -> MutexGuard<'_, Box<dyn Codec>> {
         self.codec.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self, bytes: BytesMut) {
+    pub(crate) fn write(&self, bytes: BytesMut) {
         let n = bytes.len();
         if self.wtx.send(bytes).is_ok() {
             self.backlog.add(n);
@@ -95,7 +95,12 @@ impl Conn {
     }
 
     /// Writes a protocol-native error reply for `request` and counts it.
-    fn local_reply(&self, codec: &mut dyn Codec, request: &Metadata, reply: &LocalReply) {
+    pub(crate) fn local_reply(
+        &self,
+        codec: &mut dyn Codec,
+        request: &Metadata,
+        reply: &LocalReply,
+    ) {
         tracing::debug!(listener = %self.l.name, id = request.request_id, "local reply: {reply}");
         self.l.metrics.count_local_reply(reply.kind);
         let mut out = BytesMut::new();
@@ -357,32 +362,27 @@ fn dispatch(
         req.fail(conn, codec, ErrorKind::ClusterNotFound, msg);
         return None;
     };
-    let admission = match cluster.admit_request() {
-        Ok(a) => a,
-        Err(o) => {
-            let r = o.reply(&target.cluster);
-            req.fail(conn, codec, r.kind, r.message);
+    // Envoy's order: the delay first, then the abort (decided now, applied after the delay).
+    let fault = route.route.fault.as_ref();
+    let delay = fault
+        .and_then(|f| f.delay.as_ref())
+        .filter(|d| router::roll(d.per_million))
+        .map(|d| d.delay);
+    if delay.is_some() {
+        route.faults.delay.inc();
+    }
+    let abort = fault
+        .and_then(|f| f.abort.as_ref())
+        .filter(|a| router::roll(a.per_million))
+        .map(|a| router::abort_kind(a.error));
+    if let Some(kind) = abort {
+        route.faults.abort.inc();
+        if delay.is_none() {
+            req.fail(conn, codec, kind, router::ABORT_MESSAGE.to_owned());
             return None;
         }
-    };
-    let ctx = LbContext {
-        hash: crate::lb::hash_keys(&route.route.hash_policy, meta),
-    };
-    let Some(picked) = cluster.pick(&ctx) else {
-        let msg = format!("no healthy upstream in cluster '{}'", target.cluster);
-        req.fail(conn, codec, ErrorKind::NoHealthyUpstream, msg);
-        return None;
-    };
-    let variant = codec.connection_variant();
-    let addr = picked.addr;
-    let up = match l.upstream(cluster, addr, variant, rt.codec_options()) {
-        Ok(up) => up,
-        Err(o) => {
-            let r = o.reply(&target.cluster);
-            req.fail(conn, codec, r.kind, r.message);
-            return None;
-        }
-    };
+    }
+    let hash = crate::lb::hash_keys(&route.route.hash_policy, meta);
     let Request {
         mut frame,
         mut mutation,
@@ -399,62 +399,31 @@ fn dispatch(
     if !route.mirrors.is_empty() {
         mirror(conn, rt, route, codec, &frame);
     }
-    target.metrics.upstream_requests.inc();
-    let Some(guard) = guard else {
-        if up.forward(frame, None, &mut |_, _| Ok(())).is_err() {
-            l.metrics.count_local_reply(ErrorKind::UpstreamReset);
-        }
-        return None;
+    let exchange = Exchange {
+        conn: conn.clone(),
+        rt: rt.clone(),
+        route_ix: route_index(rt, route),
+        target_ix: route
+            .targets
+            .iter()
+            .position(|t| std::ptr::eq(t, target))
+            .unwrap_or(0),
+        cluster: cluster.clone(),
+        meta: if guard.is_some() {
+            frame.meta.clone()
+        } else {
+            Metadata::default()
+        },
+        frame: Some(frame),
+        hash,
+        variant: codec.connection_variant(),
+        start,
+        guard,
+        admission: None,
+        abort,
+        tried: Vec::new(),
     };
-    let meta = frame.meta.clone();
-    let (tx, rx) = oneshot::channel();
-    let waiter = Waiter {
-        original_id: meta.request_id,
-        tx,
-        response_mutation: route.response_mutation.clone(),
-    };
-    let mut sent = up.forward(frame, Some(waiter), &mut |f, id| {
-        codec.set_request_id(f, id)
-    });
-    if let Err(ForwardError::Closed(back)) = sent {
-        // The shared connection closed (idle, reset) just now: one retry on a fresh one.
-        let (frame, waiter) = *back;
-        sent = match l.upstream(cluster, addr, variant, rt.codec_options()) {
-            Ok(up) => up.forward(frame, waiter, &mut |f, id| codec.set_request_id(f, id)),
-            Err(_) => Err(ForwardError::Closed(Box::new((frame, waiter)))),
-        };
-    }
-    let (kind, msg) = match sent {
-        Ok(()) => {
-            let pending = Pending {
-                conn: conn.clone(),
-                rt: rt.clone(),
-                meta,
-                start,
-                _guard: guard,
-                _admission: admission,
-                picked,
-            };
-            let route_ix = route_index(rt, route);
-            let target_ix = route.targets.iter().position(|t| std::ptr::eq(t, target));
-            return Some(pending.wait(rx, route_ix, target_ix.unwrap_or(0)));
-        }
-        Err(ForwardError::Closed(_) | ForwardError::Lost) => (
-            ErrorKind::UpstreamReset,
-            format!("upstream connection to {addr} closed"),
-        ),
-        Err(ForwardError::Exhausted) => (
-            ErrorKind::OverLimit,
-            "too many requests in flight on the upstream connection".to_owned(),
-        ),
-        Err(ForwardError::SetId(e)) => (
-            ErrorKind::BadRequest,
-            format!("cannot rewrite the request id: {}", e.detail),
-        ),
-    };
-    picked.report_error(kind);
-    conn.local_reply(codec, &meta, &LocalReply::new(kind, msg));
-    None
+    exchange.start(codec, delay)
 }
 
 /// Sends a copy of `frame` to each mirror cluster of `route` that takes it; answers are
@@ -526,76 +495,4 @@ fn route_index(rt: &ListenerRt, route: &RouteRt) -> usize {
         .iter()
         .position(|r| std::ptr::eq(r, route))
         .unwrap_or(0)
-}
-
-/// A forwarded two-way request waiting for its outcome.
-struct Pending {
-    conn: Arc<Conn>,
-    rt: Arc<ListenerRt>,
-    meta: Metadata,
-    start: Instant,
-    _guard: InFlight,
-    /// The circuit-breaker slot, held until the outcome.
-    _admission: Admission,
-    /// The endpoint's active-request count, held until the outcome; takes its report.
-    picked: Picked,
-}
-
-impl Pending {
-    async fn wait(self, rx: oneshot::Receiver<Outcome>, route_ix: usize, target_ix: usize) {
-        let Some(route) = self.rt.routes.get(route_ix) else {
-            return;
-        };
-        let Some(target) = route.targets.get(target_ix) else {
-            return;
-        };
-        let outcome = match route.route.timeout {
-            Some(t) => match tokio::time::timeout(t, rx).await {
-                Ok(r) => r,
-                Err(_) => Ok(Err(LocalReply::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "request '{}' timed out after {} ms",
-                        self.meta.request_id,
-                        t.as_millis()
-                    ),
-                ))),
-            },
-            None => rx.await,
-        };
-        let outcome = outcome.unwrap_or_else(|_| {
-            Err(LocalReply::new(
-                ErrorKind::UpstreamReset,
-                "upstream connection dropped",
-            ))
-        });
-        self.finish(outcome, target);
-    }
-
-    fn finish(&self, outcome: Outcome, target: &Target) {
-        self.picked.report(&outcome);
-        match outcome {
-            Ok(frame) => {
-                match frame.meta.status {
-                    ResponseStatus::Ok => target.metrics.responses_ok.inc(),
-                    ResponseStatus::Error => target.metrics.responses_error.inc(),
-                };
-                for f in &self.rt.filters {
-                    f.on_response(&self.meta, Some(&frame.meta));
-                }
-                self.conn.write(frame.bytes);
-            }
-            Err(reply) => {
-                for f in &self.rt.filters {
-                    f.on_response(&self.meta, None);
-                }
-                let mut codec = self.conn.codec();
-                self.conn.local_reply(codec.as_mut(), &self.meta, &reply);
-            }
-        }
-        target
-            .metrics
-            .duration
-            .observe(self.start.elapsed().as_secs_f64());
-    }
 }

@@ -318,7 +318,6 @@ impl ClusterState {
 
     /// Admits one retry (`max_retries` or the retry budget); `None` means no retry (counted
     /// in `upstream_rq_retry_overflow`).
-    #[allow(dead_code)] // The router's retries (issue 4) call it.
     pub fn admit_retry(&self) -> Option<Admission> {
         let b = &self.breakers;
         let ok = Breakers::take(&b.retries, b.retry_limit());
@@ -334,7 +333,6 @@ impl ClusterState {
     }
 
     /// Feeds outlier detection with the outcome of one attempt on `addr`.
-    #[allow(dead_code)] // The router reports through `Picked::report`; kept for retries.
     pub fn report(&self, addr: SocketAddr, result: HostResult) {
         self.hosts.report(addr, result);
     }

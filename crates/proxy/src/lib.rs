@@ -9,9 +9,10 @@
 //! HTTP server (which renders [`Engine::metrics_text`] and [`Engine::config_dump`]).
 //!
 //! Request path: accept → per connection a task decodes frames (pipelined) → heartbeat answered
-//! locally, requests run the [`filter`] chain then the router (first matching route, weighted
-//! cluster split, circuit-breaker admission, load balancer over the endpoints outlier detection
-//! has not ejected, by priority level; `health`) → a shared upstream connection per (cluster, endpoint, protocol
+//! locally, requests run the [`filter`] chain then the router (`router`: first matching route,
+//! fault delay/abort, weighted cluster split, circuit-breaker admission, load balancer over the
+//! endpoints outlier detection has not ejected, by priority level (`health`), attempts with
+//! per-try timeouts and retries on other hosts within the route timeout) → a shared upstream connection per (cluster, endpoint, protocol
 //! variant) rewrites request ids so that many clients multiplex on it → the response gets its
 //! original id back and is written by the connection's single writer. Every failure is answered
 //! in the client's protocol ([`meta_protocol::Codec::on_error`]) without closing the connection.
@@ -19,7 +20,7 @@
 //! chain from its config are in [`filters`]; services they need from outside the engine (the
 //! RLS gRPC client) come in [`Extensions`].
 //!
-//! Not yet: streaming frames after `StreamInit` (dropped), retries.
+//! Not yet: streaming frames after `StreamInit` (dropped).
 
 mod cluster;
 mod conn;
@@ -31,6 +32,7 @@ mod io;
 pub mod lb;
 mod listener;
 pub mod metrics;
+mod router;
 mod upstream;
 
 use std::collections::HashMap;

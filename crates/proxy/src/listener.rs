@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use crate::cluster::{ClusterMap, ClusterState};
 use crate::filter::Filter;
 use crate::health::Overflow;
-use crate::metrics::{ListenerMetrics, Metrics, RouteMetrics};
+use crate::metrics::{FaultMetrics, ListenerMetrics, Metrics, RouteMetrics};
 use crate::upstream::{ResponseMutation, UpstreamConn, UpstreamSpec};
 
 /// One cluster a route may send to.
@@ -40,6 +40,8 @@ pub struct RouteRt {
     pub targets: Vec<Target>,
     /// Mirror clusters, with the share of requests copied (parts per million).
     pub mirrors: Vec<(Target, u32)>,
+    /// `faults_total` handles of this route.
+    pub faults: FaultMetrics,
     total_weight: u64,
 }
 
@@ -132,6 +134,7 @@ impl ListenerRt {
                     .collect();
                 RouteRt {
                     mirrors,
+                    faults: metrics.faults(name, &r.name),
                     request_mutation: r.request_mutation.iter().map(|(k, v)| (k, v)).collect(),
                     response_mutation,
                     total_weight: targets.iter().map(|t| u64::from(t.weight)).sum(),

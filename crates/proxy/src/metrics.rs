@@ -132,6 +132,48 @@ pub struct Metrics {
     xds_connected: Gauge,
     local_rate_limit: Family<LocalRateLimitLabels, Counter>,
     global_rate_limit: Family<GlobalRateLimitLabels, Counter>,
+    router: RouterFamilies,
+}
+
+/// Retry and fault families (router of issue 4).
+#[derive(Default)]
+struct RouterFamilies {
+    retry: Family<RouteLabels, Counter>,
+    retry_success: Family<RouteLabels, Counter>,
+    per_try_timeout: Family<RouteLabels, Counter>,
+    faults: Family<FaultLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FaultLabels {
+    listener: String,
+    route: String,
+    kind: String,
+}
+
+impl RouterFamilies {
+    fn register(&self, r: &mut Registry) {
+        r.register(
+            "upstream_rq_retry",
+            "Retries of upstream requests",
+            self.retry.clone(),
+        );
+        r.register(
+            "upstream_rq_retry_success",
+            "Requests whose retry got a successful response",
+            self.retry_success.clone(),
+        );
+        r.register(
+            "upstream_rq_per_try_timeout",
+            "Upstream attempts that hit the per-try timeout",
+            self.per_try_timeout.clone(),
+        );
+        r.register(
+            "faults",
+            "Faults injected by routes (kind abort or delay)",
+            self.faults.clone(),
+        );
+    }
 }
 
 impl Default for Metrics {
@@ -170,8 +212,10 @@ impl Metrics {
             xds_connected: Gauge::default(),
             local_rate_limit: Family::default(),
             global_rate_limit: Family::default(),
+            router: RouterFamilies::default(),
         };
         let r = &mut m.registry;
+        m.router.register(r);
         r.register(
             "downstream_requests",
             "Decoded downstream messages",
@@ -412,7 +456,25 @@ impl Metrics {
             upstream_requests: self.upstream_requests.get_or_create_owned(&labels),
             responses_ok: status("ok"),
             responses_error: status("error"),
+            retry: self.router.retry.get_or_create_owned(&labels),
+            retry_success: self.router.retry_success.get_or_create_owned(&labels),
+            per_try_timeout: self.router.per_try_timeout.get_or_create_owned(&labels),
             duration: self.request_duration.get_or_create_owned(&labels),
+        }
+    }
+
+    /// `faults_total{listener, route, kind}` handles (abort, delay) of one route.
+    pub fn faults(&self, listener: &str, route: &str) -> FaultMetrics {
+        let kind = |k: &str| {
+            self.router.faults.get_or_create_owned(&FaultLabels {
+                listener: listener.to_owned(),
+                route: route.to_owned(),
+                kind: k.to_owned(),
+            })
+        };
+        FaultMetrics {
+            abort: kind("abort"),
+            delay: kind("delay"),
         }
     }
 
@@ -506,6 +568,21 @@ pub struct RouteMetrics {
     pub responses_error: Counter,
     /// `request_duration_seconds`.
     pub duration: Histogram,
+    /// `upstream_rq_retry_total`.
+    pub retry: Counter,
+    /// `upstream_rq_retry_success_total`.
+    pub retry_success: Counter,
+    /// `upstream_rq_per_try_timeout_total`.
+    pub per_try_timeout: Counter,
+}
+
+/// `faults_total` handles of one route.
+#[derive(Clone)]
+pub struct FaultMetrics {
+    /// `kind="abort"`.
+    pub abort: Counter,
+    /// `kind="delay"`.
+    pub delay: Counter,
 }
 
 /// Per-cluster handles.

@@ -132,6 +132,8 @@ fn config(deny: bool, clusters: Vec<Cluster>) -> Bootstrap {
                 timeout: Some(Duration::from_secs(5)),
                 hash_policy: vec![],
                 mirrors: vec![],
+                retry: None,
+                fault: None,
             }],
         },
         rds: None,

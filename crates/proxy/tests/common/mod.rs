@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use custom_codec_example::{
-    CustomCodecFactory, FLAG_HEARTBEAT, FLAG_ONE_WAY, FLAG_RESPONSE, frame, request, response,
+    CustomCodecFactory, FLAG_ERROR, FLAG_HEARTBEAT, FLAG_ONE_WAY, FLAG_RESPONSE, frame, request,
+    response,
 };
 use meta_config::{
     Bootstrap, Cluster, Destination, DiscoveryType, Endpoint, FilterConfig, LbPolicy, Listener,
@@ -28,6 +29,8 @@ pub const CMD_NEVER: u16 = 2;
 pub const CMD_CLOSE: u16 = 3;
 pub const CMD_GARBAGE: u16 = 4;
 pub const CMD_PING_FIRST: u16 = 6;
+/// Answers with an error response (`FLAG_ERROR`).
+pub const CMD_ERROR: u16 = 8;
 
 /// What a backend observed.
 #[derive(Default)]
@@ -41,6 +44,16 @@ pub struct Seen {
 /// A backend answering `<name>:<body>` to every request (after a random delay up to
 /// `max_delay_ms`, so answers come back out of order), with special commands above.
 pub async fn backend(name: &'static str, max_delay_ms: u64) -> (SocketAddr, Arc<Seen>) {
+    backend_forced(name, max_delay_ms, None).await
+}
+
+/// A backend that handles every two-way request as command `force` when set (e.g. a host
+/// that always resets, never answers or always errs).
+pub async fn backend_forced(
+    name: &'static str,
+    max_delay_ms: u64,
+    force: Option<u16>,
+) -> (SocketAddr, Arc<Seen>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Seen::default());
@@ -48,13 +61,19 @@ pub async fn backend(name: &'static str, max_delay_ms: u64) -> (SocketAddr, Arc<
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             s.connections.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(backend_conn(name, max_delay_ms, stream, s.clone()));
+            tokio::spawn(backend_conn(name, max_delay_ms, force, stream, s.clone()));
         }
     });
     (addr, seen)
 }
 
-async fn backend_conn(name: &'static str, max_delay: u64, stream: TcpStream, seen: Arc<Seen>) {
+async fn backend_conn(
+    name: &'static str,
+    max_delay: u64,
+    force: Option<u16>,
+    stream: TcpStream,
+    seen: Arc<Seen>,
+) {
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = mpsc::unbounded_channel::<BytesMut>();
     tokio::spawn(async move {
@@ -77,7 +96,7 @@ async fn backend_conn(name: &'static str, max_delay: u64, stream: TcpStream, see
         }
         while let Ok(Some(f)) = codec.decode(&mut buf) {
             let id = f.meta.request_id as u32;
-            let cmd: u16 = f.meta.get("cmd").unwrap().parse().unwrap();
+            let mut cmd: u16 = f.meta.get("cmd").unwrap().parse().unwrap();
             let body = f.bytes[16..].to_vec();
             match f.meta.kind {
                 MessageKind::Heartbeat => {
@@ -94,6 +113,7 @@ async fn backend_conn(name: &'static str, max_delay: u64, stream: TcpStream, see
                 _ => {}
             }
             seen.requests.fetch_add(1, Ordering::SeqCst);
+            cmd = force.unwrap_or(cmd);
             let mut out = BytesMut::from(name.as_bytes());
             out.extend_from_slice(b":");
             out.extend_from_slice(&body);
@@ -102,6 +122,9 @@ async fn backend_conn(name: &'static str, max_delay: u64, stream: TcpStream, see
                 CMD_CLOSE => {
                     let _ = tx.send(BytesMut::new());
                     return;
+                }
+                CMD_ERROR => {
+                    let _ = tx.send(frame(FLAG_RESPONSE | FLAG_ERROR, id, cmd, &out));
                 }
                 CMD_GARBAGE => {
                     let _ = tx.send(BytesMut::from(&b"\x00\x01garbage"[..]));
@@ -207,6 +230,8 @@ pub fn route(name: &str, matchers: Vec<MetadataMatcher>, destination: Destinatio
         timeout: Some(Duration::from_secs(5)),
         hash_policy: vec![],
         mirrors: vec![],
+        retry: None,
+        fault: None,
     }
 }
 
@@ -289,6 +314,12 @@ pub fn metric(engine: &Engine, prefix: &str) -> f64 {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
+}
+
+/// A local address nothing listens on (connect is refused).
+pub async fn dead_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap()
 }
 
 /// Runs `f` with a bound on time.
