@@ -93,7 +93,8 @@ impl XdsServer {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         *counter += 1;
-        let snapshot = Arc::new(Snapshot::new(*counter, &snapshots));
+        let prev = self.shared.snapshot.borrow().clone();
+        let snapshot = Arc::new(Snapshot::new(*counter, snapshots, Some(&prev)));
         let version = snapshot.version_string();
         self.shared.snapshot.send_replace(snapshot);
         tracing::debug!(version, "published xDS snapshot");

@@ -1,7 +1,7 @@
 //! Published snapshots: the resources of every flavour at one version, converted once to the
 //! wire `Any` type and fingerprinted per resource.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use aeraki_model::resources::{CLUSTER, ENDPOINT, Flavor, LISTENER, ROUTE, ResourceSet};
@@ -17,6 +17,10 @@ pub(crate) struct Entry {
 /// Resources of one type, by name (sorted).
 pub(crate) type TypeResources = BTreeMap<String, Entry>;
 
+/// Names added, changed or removed since the previous snapshot, by type URL (a type absent
+/// from the map had no change).
+pub(crate) type Changes = BTreeMap<String, BTreeSet<String>>;
+
 /// Resources of one flavour, by type URL.
 #[derive(Debug, Default)]
 pub(crate) struct FlavorSet {
@@ -24,28 +28,54 @@ pub(crate) struct FlavorSet {
 }
 
 impl FlavorSet {
-    fn from_model(set: &ResourceSet) -> Self {
-        let by_type = set
+    /// Converts `set`; a resource whose bytes equal those in `prev` keeps its version without
+    /// hashing again. Also returns, per type, the names added, changed or removed since `prev`.
+    fn from_model(set: ResourceSet, prev: Option<&FlavorSet>) -> (Self, Changes) {
+        let mut changes = Changes::new();
+        let by_type: BTreeMap<String, TypeResources> = set
             .by_type
-            .iter()
+            .into_iter()
             .map(|(type_url, resources)| {
+                let old = prev.and_then(|p| p.of_type(&type_url));
+                let mut changed = BTreeSet::new();
+                if let Some(old) = old {
+                    changed.extend(old.keys().filter(|n| !resources.contains_key(*n)).cloned());
+                }
                 let entries = resources
-                    .iter()
+                    .into_iter()
                     .map(|(name, body)| {
+                        let same = old.and_then(|o| o.get(&name)).filter(|e| {
+                            e.any.type_url == body.type_url && e.any.value == body.value
+                        });
+                        let version = match same {
+                            Some(e) => e.version.clone(),
+                            None => {
+                                changed.insert(name.clone());
+                                content_version(&body.type_url, &body.value)
+                            }
+                        };
                         let entry = Entry {
-                            version: content_version(&body.type_url, &body.value),
+                            version,
                             any: Any {
-                                type_url: body.type_url.clone(),
-                                value: body.value.clone(),
+                                type_url: body.type_url,
+                                value: body.value,
                             },
                         };
-                        (name.clone(), entry)
+                        (name, entry)
                     })
                     .collect();
-                (type_url.clone(), entries)
+                changes.insert(type_url.clone(), changed);
+                (type_url, entries)
             })
             .collect();
-        FlavorSet { by_type }
+        if let Some(prev) = prev {
+            for (type_url, old) in &prev.by_type {
+                if !by_type.contains_key(type_url) {
+                    changes.insert(type_url.clone(), old.keys().cloned().collect());
+                }
+            }
+        }
+        (FlavorSet { by_type }, changes)
     }
 
     /// Resources of one type (`None` when the type has none).
@@ -60,15 +90,61 @@ pub(crate) struct Snapshot {
     /// 0 = nothing published yet (streams wait); then 1, 2, … never reused.
     pub(crate) version: u64,
     pub(crate) flavors: BTreeMap<Flavor, Arc<FlavorSet>>,
+    /// Per flavour, what changed since version `version - 1`; `None` for the first snapshot.
+    /// Lets a stream that was up to date at `version - 1` push only what changed instead of
+    /// recomputing its whole subscription.
+    pub(crate) changes: Option<BTreeMap<Flavor, Changes>>,
 }
 
 impl Snapshot {
-    pub(crate) fn new(version: u64, sets: &BTreeMap<Flavor, ResourceSet>) -> Self {
-        let flavors = sets
-            .iter()
-            .map(|(flavor, set)| (*flavor, Arc::new(FlavorSet::from_model(set))))
-            .collect();
-        Snapshot { version, flavors }
+    /// The snapshot of `sets` at `version`, published right after `prev` (version - 1).
+    pub(crate) fn new(
+        version: u64,
+        sets: BTreeMap<Flavor, ResourceSet>,
+        prev: Option<&Snapshot>,
+    ) -> Self {
+        let prev = prev.filter(|p| p.version > 0 && p.version + 1 == version);
+        let mut flavors = BTreeMap::new();
+        let mut changes = BTreeMap::new();
+        for (flavor, set) in sets {
+            let old = prev.and_then(|p| p.flavors.get(&flavor)).map(|f| &**f);
+            let (converted, changed) = FlavorSet::from_model(set, old);
+            flavors.insert(flavor, Arc::new(converted));
+            changes.insert(flavor, changed);
+        }
+        if let Some(prev) = prev {
+            for (flavor, old) in &prev.flavors {
+                if !flavors.contains_key(flavor) {
+                    let gone = old
+                        .by_type
+                        .iter()
+                        .map(|(t, r)| (t.clone(), r.keys().cloned().collect()))
+                        .collect();
+                    changes.insert(*flavor, gone);
+                }
+            }
+        }
+        Snapshot {
+            version,
+            flavors,
+            changes: prev.map(|_| changes),
+        }
+    }
+
+    /// Names of one type changed since `version - 1` for `flavor` (`None`: unknown, i.e. the
+    /// first snapshot; an empty set: nothing changed).
+    pub(crate) fn changed(
+        &self,
+        flavor: Flavor,
+        type_url: &str,
+    ) -> Option<Option<&BTreeSet<String>>> {
+        let changes = self.changes.as_ref()?;
+        Some(
+            changes
+                .get(&flavor)
+                .and_then(|c| c.get(type_url))
+                .filter(|c| !c.is_empty()),
+        )
     }
 
     /// Resources of one type for one flavour (`None` when the flavour or type has none).

@@ -349,3 +349,60 @@ async fn two_hundred_streams_all_get_the_push() {
         tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_push_carries_only_the_changed_routes_and_endpoints() {
+    let server = start().await;
+    let base = full_set(1);
+    server.xds.publish(only_meta(base.clone()));
+    let mut s = Sotw::open(channel(server.addr).await, node("n", "meta-proxy")).await;
+    for (t, n) in [
+        (CLUSTER, &[][..]),
+        (ENDPOINT, &["e1", "e2"]),
+        (LISTENER, &[]),
+        (ROUTE, &["r1", "r2"]),
+    ] {
+        s.subscribe(t, n).await;
+        let r = s.recv().await;
+        assert_eq!(r.resources.len(), 2, "{t}");
+        s.ack(&r, n).await;
+    }
+    // One route and one cluster change: RDS carries only r2, CDS (state of the world) both.
+    let mut changed = base.clone();
+    changed.insert(ROUTE, "r2".into(), route("r2", 99));
+    changed.insert(CLUSTER, "c1".into(), cluster("c1", 99));
+    assert_eq!(server.xds.publish(only_meta(changed.clone())), "2");
+    let cds = s.recv().await;
+    assert_eq!(
+        (cds.type_url.as_str(), names(&cds)),
+        (CLUSTER, vec!["c1".into(), "c2".into()])
+    );
+    s.ack(&cds, &[]).await;
+    let rds = s.recv().await;
+    assert_eq!(
+        (rds.type_url.as_str(), rds.version_info.as_str()),
+        (ROUTE, "2")
+    );
+    assert_eq!(names(&rds), ["r2"]);
+    assert_eq!(rds.resources[0].value, route("r2", 99).value);
+    s.ack(&rds, &["r1", "r2"]).await;
+    s.expect_silence(Duration::from_millis(200)).await;
+    let status = wait_status(&server.xds, "n", |st| {
+        st.types[ROUTE].last_acked_version.as_deref() == Some("2")
+    })
+    .await;
+    assert_eq!(status.types[ROUTE].subscribed, ["r1", "r2"]);
+
+    // A removed route cannot be expressed in a SotW RDS push: nothing is sent. A changed
+    // subscription is answered in full.
+    let mut removed = changed.clone();
+    removed.by_type.get_mut(ROUTE).unwrap().remove("r1");
+    assert_eq!(server.xds.publish(only_meta(removed)), "3");
+    s.expect_silence(Duration::from_millis(200)).await;
+    s.ack(&rds, &["r2", "r3"]).await;
+    let full = s.recv().await;
+    assert_eq!(
+        (full.version_info.as_str(), names(&full)),
+        ("3", vec!["r2".into()])
+    );
+}
