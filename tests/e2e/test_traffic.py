@@ -5,9 +5,8 @@ providers and consumers, thriftpy2 Thrift servers and clients).
 One control plane, sidecar and set of providers serve the whole module (traffic_mesh.py); each test
 rewrites a MetaRouter and waits for the sidecar to ACK it before calling. Covered, for Dubbo and
 Thrift: version routing (live edit), attribute routing (exact / prefix / regex), percentage routing,
-traffic mirroring (share, slow mirror, dead mirror); for Dubbo also consistent hash (ring hash and
-maglev from a DestinationRule subset), per-request balancing and request/response header mutation
-(Thrift: per-request balancing too). Rate limits, retries, faults, circuit breaking and outlier
+traffic mirroring (share, slow mirror, dead mirror), consistent hash (ring hash and maglev from a
+DestinationRule subset) and per-request balancing; for Dubbo also request/response header mutation. Rate limits, retries, faults, circuit breaking and outlier
 detection live in their own modules.
 """
 
@@ -164,6 +163,16 @@ def test_dubbo_consistent_hash_on_method(mesh, subset):
     assert len(set(spread)) > 1, f"16 method names all hashed to {spread[0]}\n{mesh.diag()}"
     # and the mapping is stable: the same names land where they did
     assert dubbo_versions(dubbo(mesh, "hello{i}", count=16)) == spread
+
+
+@pytest.mark.parametrize("subset", ["ring", "maglev"])
+def test_thrift_consistent_hash_on_method(mesh, subset):
+    # The Thrift IDL has only two methods answering with the server's name, too few for a spread
+    # check; stickiness alone fails when the key is ignored (per-request balancing spreads 10 calls).
+    mesh.apply_thrift([route("hash", THRIFT_HOST, subset)])
+    for method, arg in (("sayHello", "x"), ("slow", "0")):
+        got = thrift_versions(mesh, 10, method, arg)
+        assert len(set(got)) == 1 and got[0] in ("v1", "v2", "v3"), f"{method}: {got}\n{mesh.diag()}"
 
 
 # ----------------------------------------------------------------------------- per-request balancing
