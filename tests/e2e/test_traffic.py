@@ -6,8 +6,8 @@ One control plane, sidecar and set of providers serve the whole module (traffic_
 rewrites a MetaRouter and waits for the sidecar to ACK it before calling. Covered, for Dubbo and
 Thrift: version routing (live edit), attribute routing (exact / prefix / regex), percentage routing,
 traffic mirroring (share, slow mirror, dead mirror), consistent hash (ring hash and maglev from a
-DestinationRule subset) and per-request balancing; for Dubbo also request/response header mutation. Rate limits, retries, faults, circuit breaking and outlier
-detection live in their own modules.
+DestinationRule subset) and per-request balancing; for Dubbo also request/response header mutation.
+Rate limits, retries, faults, circuit breaking and outlier detection live in their own modules.
 """
 
 from __future__ import annotations
