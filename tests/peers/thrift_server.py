@@ -3,8 +3,10 @@
 
   thrift_server.py --port P --name v1 --protocol binary|compact|binary-nonstrict
                    --transport framed|buffered [--delay-ms N] [--idle-close-ms N] [--log-calls]
+                   [--fail-method M]
 
 Prints "READY" once listening on 127.0.0.1:P; with --log-calls also "CALL <method> <args>" per call.
+--fail-method M answers every call of M with a TApplicationException INTERNAL_ERROR naming the server.
 
 One thread per connection; requests on one connection are served in order.
 """
@@ -34,6 +36,22 @@ class CallLogger:
         return call
 
 
+class Failing:
+    """Wraps a Handler: `method` raises a TApplicationException INTERNAL_ERROR (sent as the reply)."""
+
+    def __init__(self, inner, method, name, app_exc_cls):
+        self.inner, self.method, self.name, self.app_exc_cls = inner, method, name, app_exc_cls
+
+    def __getattr__(self, method):
+        if method != self.method:
+            return getattr(self.inner, method)
+
+        def fail(*_args):
+            raise self.app_exc_cls(self.app_exc_cls.INTERNAL_ERROR, "%s failed on purpose in %s" % (method, self.name))
+
+        return fail
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
@@ -44,6 +62,7 @@ def main():
     ap.add_argument("--idle-close-ms", type=int, default=0,
                     help="close a connection idle for this long (0: never)")
     ap.add_argument("--log-calls", action="store_true", help='print "CALL <method> <args>" per call')
+    ap.add_argument("--fail-method", default=None, help="answer this method with a TApplicationException")
     a = ap.parse_args()
 
     from thriftpy2.rpc import make_server
@@ -51,6 +70,8 @@ def main():
 
     mod = tp2_module()
     handler = Handler(a.name, a.delay_ms, mod.BadInput, TApplicationException)
+    if a.fail_method:
+        handler = Failing(handler, a.fail_method, a.name, TApplicationException)
     if a.log_calls:
         handler = CallLogger(handler)
     proto, trans = tp2_factories(a.protocol, a.transport)

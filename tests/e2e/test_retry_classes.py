@@ -1,0 +1,138 @@
+"""MetaRoute `retries.retryOn` with the codecs' protocol error classes, end to end: MetaRouter YAML →
+`aeraki serve` → ADS → meta-proxy → real peers, for both codecs.
+
+Each service has two endpoints: v1 answers sayHello with an error response (a sofa-rpc-node
+provider whose method throws: Dubbo status SERVER_ERROR; a thriftpy2 server raising a
+TApplicationException INTERNAL_ERROR), v2 answers normally. Round robin sends every other first
+attempt to v1. One sidecar serves one service per retryOn value (same endpoints, own VIP):
+- a class that covers the error (`status:<the codec's status>`, `error-response`, `5xx`): the retry
+  goes to the other host (previous-hosts predicate), so all 20 calls are answered by v2 and the
+  retries show in /metrics;
+- a class that does not (another status, `gateway-error`, `reset`): the calls that hit v1 get v1's
+  native error, unretried.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+
+from cp_harness import (
+    AdsProxy,
+    ControlPlane,
+    dubbo_calls,
+    meta_router,
+    require_binaries,
+    service_entry,
+    thrift_call,
+    write_yaml,
+)
+from harness import NODE_PEERS, VENV_PY, Proc, dubbo_server, free_port, metric_value
+
+pytestmark = [pytest.mark.proxy, pytest.mark.slow]
+
+NET = 66  # VIPs 127.0.66.x
+CALLS = 20
+# (retryOn, whether it covers v1's error)
+CLASSES = {
+    "dubbo": [("status:SERVER_ERROR", True), ("error-response", True), ("5xx", True),
+              ("status:SERVICE_ERROR", False), ("gateway-error", False)],
+    "thrift": [("status:INTERNAL_ERROR", True), ("error-response", True), ("5xx", True),
+               ("status:EXCEPTION", False), ("reset", False)],
+}
+
+
+class FailingThriftServer(Proc):
+    def __init__(self, name: str, fail_method: str | None = None):
+        self.port = free_port()
+        args = [VENV_PY, NODE_PEERS / "thrift_server.py", "--port", self.port, "--name", name]
+        if fail_method:
+            args += ["--fail-method", fail_method]
+        super().__init__(args, f"thrift-server-{name}")
+
+    def start(self) -> "FailingThriftServer":
+        super().start()
+        try:
+            self.wait_for("READY", 20.0)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+
+def host_of(protocol: str, i: int) -> str:
+    return f"{protocol}-retry-{i}.e2e.svc.cluster.local"
+
+
+@contextlib.contextmanager
+def backends(protocol: str):
+    """v1 failing sayHello, v2 healthy → {version: port}."""
+    if protocol == "dubbo":
+        with dubbo_server("v1", fail_method="sayHello") as v1, dubbo_server("v2") as v2:
+            yield {"v1": v1.port, "v2": v2.port}
+    else:
+        with FailingThriftServer("v1", "sayHello") as v1, FailingThriftServer("v2") as v2:
+            yield {"v1": v1.port, "v2": v2.port}
+
+
+@pytest.fixture(params=["dubbo", "thrift"])
+def retry_mesh(request, tmp_path):
+    """One sidecar, one service per retryOn value of CLASSES[protocol] → (protocol, [(vip, port,
+    retryOn, covers)], proxy)."""
+    require_binaries()
+    protocol = request.param
+    if protocol == "dubbo":
+        request.getfixturevalue("node_peers")
+    d = tmp_path / "mesh"
+    d.mkdir()
+    with backends(protocol) as eps:
+        docs, services = [], []
+        for i, (retry_on, covers) in enumerate(CLASSES[protocol]):
+            host, vip, port = host_of(protocol, i), f"127.0.{NET}.{i + 1}", free_port()
+            retries = {"attempts": 2, "retryOn": retry_on}
+            docs.append(service_entry(f"{protocol}-retry-{i}", host, vip, port, protocol, eps))
+            docs.append(meta_router(f"{protocol}-retry-{i}", host, [
+                {"name": "all", "route": [{"destination": {"host": host}}], "retries": retries}]))
+            services.append((vip, port, retry_on, covers))
+        write_yaml(d / "mesh.yaml", docs)
+        with ControlPlane(d) as cp, AdsProxy(f"retry-{protocol}", cp.xds_port) as proxy:
+            for vip, port, _, _ in services:
+                proxy.wait_listening(vip, port, cp=cp)
+            cp.wait_acked(proxy.node_id)
+            yield protocol, services, proxy
+
+
+def sayhello_calls(protocol: str, vip: str, port: int) -> list[tuple[bool, str]]:
+    if protocol == "dubbo":
+        got, _ = dubbo_calls(vip, port, "sayHello", ["x"], count=CALLS, timeout_ms=5000)
+        assert len(got) == CALLS, got
+        return [(c["ok"], c["result"] if c["ok"] else c["error"]) for c in got]
+    # One connection per call; the proxy balances per request either way.
+    return [thrift_call(vip, port, "sayHello", f"x{i}", timeout_ms=5000) for i in range(CALLS)]
+
+
+def test_retry_on_protocol_error_classes(retry_mesh):
+    protocol, services, proxy = retry_mesh
+    for vip, port, retry_on, covers in services:
+        results = sayhello_calls(protocol, vip, port)
+        failed = [text for ok, text in results if not ok]
+        if covers:
+            assert not failed, f"retryOn {retry_on}: {len(failed)} of {CALLS} failed: {failed[:3]}"
+            assert all(text.endswith(" from v2") for _, text in results), (retry_on, results[:3])
+        else:
+            # v1 is the first try of about half the calls (round robin): not retried, they fail.
+            assert failed, f"retryOn {retry_on} retried an error it does not cover: {results[:3]}"
+            assert all("failed on purpose in v1" in t for t in failed), (retry_on, failed[:3])
+            if protocol == "thrift":
+                assert all(t.startswith("TApplicationException") for t in failed), failed[:3]
+    code, body = proxy.get("/metrics")
+    assert code == 200, body[:300]
+    for i, (_, port, retry_on, covers) in enumerate(services):
+        cluster = f"outbound|{port}||{host_of(protocol, i)}"
+        retried = metric_value(body, "meta_protocol_upstream_rq_retry_total", cluster=cluster)
+        answered = metric_value(body, "meta_protocol_upstream_rq_retry_success_total", cluster=cluster)
+        if covers:
+            assert retried >= 1 and answered == retried, (retry_on, retried, answered)
+        else:
+            assert retried == 0, (retry_on, retried)
