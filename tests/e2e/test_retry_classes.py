@@ -14,8 +14,6 @@ attempt to v1. One sidecar serves one service per retryOn value (same endpoints,
 
 from __future__ import annotations
 
-import contextlib
-
 import pytest
 
 from cp_harness import (
@@ -28,7 +26,8 @@ from cp_harness import (
     thrift_call,
     write_yaml,
 )
-from harness import NODE_PEERS, VENV_PY, Proc, dubbo_server, free_port, metric_value
+from error_peers import failing_and_healthy
+from harness import free_port, metric_value
 
 pytestmark = [pytest.mark.proxy, pytest.mark.slow]
 
@@ -43,37 +42,8 @@ CLASSES = {
 }
 
 
-class FailingThriftServer(Proc):
-    def __init__(self, name: str, fail_method: str | None = None):
-        self.port = free_port()
-        args = [VENV_PY, NODE_PEERS / "thrift_server.py", "--port", self.port, "--name", name]
-        if fail_method:
-            args += ["--fail-method", fail_method]
-        super().__init__(args, f"thrift-server-{name}")
-
-    def start(self) -> "FailingThriftServer":
-        super().start()
-        try:
-            self.wait_for("READY", 20.0)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-
 def host_of(protocol: str, i: int) -> str:
     return f"{protocol}-retry-{i}.e2e.svc.cluster.local"
-
-
-@contextlib.contextmanager
-def backends(protocol: str):
-    """v1 failing sayHello, v2 healthy → {version: port}."""
-    if protocol == "dubbo":
-        with dubbo_server("v1", fail_method="sayHello") as v1, dubbo_server("v2") as v2:
-            yield {"v1": v1.port, "v2": v2.port}
-    else:
-        with FailingThriftServer("v1", "sayHello") as v1, FailingThriftServer("v2") as v2:
-            yield {"v1": v1.port, "v2": v2.port}
 
 
 @pytest.fixture(params=["dubbo", "thrift"])
@@ -86,7 +56,7 @@ def retry_mesh(request, tmp_path):
         request.getfixturevalue("node_peers")
     d = tmp_path / "mesh"
     d.mkdir()
-    with backends(protocol) as eps:
+    with failing_and_healthy(protocol) as eps:
         docs, services = [], []
         for i, (retry_on, covers) in enumerate(CLASSES[protocol]):
             host, vip, port = host_of(protocol, i), f"127.0.{NET}.{i + 1}", free_port()
