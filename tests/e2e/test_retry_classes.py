@@ -10,6 +10,8 @@ attempt to v1. One sidecar serves one service per retryOn value (same endpoints,
   retries show in /metrics;
 - a class that does not (another status, `gateway-error`, `reset`): the calls that hit v1 get v1's
   native error, unretried.
+One-way calls are never retried: with v1 dead and retryOn connect-failure, two-way calls all
+succeed but the one-way calls sent to v1 are lost.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from cp_harness import (
 )
 from error_peers import failing_and_healthy
 from harness import free_port, metric_value
+from thrift_common import tp2_client
+from traffic_mesh import LoggingThriftServer, settled_count
 
 pytestmark = [pytest.mark.proxy, pytest.mark.slow]
 
@@ -106,3 +110,39 @@ def test_retry_on_protocol_error_classes(retry_mesh):
             assert retried >= 1 and answered == retried, (retry_on, retried, answered)
         else:
             assert retried == 0, (retry_on, retried)
+
+
+def test_one_way_calls_are_never_retried(tmp_path):
+    """v1 is a dead port, v2 a live thriftpy2 server; retries {attempts: 2, retryOn: connect-failure}.
+    Two-way calls all succeed (each call the balancer sends to v1 is retried on v2), but of 10
+    one-way `notify` calls only those sent to v2 arrive: the ones sent to v1 are not retried."""
+    require_binaries()
+    with LoggingThriftServer("v2") as v2:
+        host, vip, port = "thrift-oneway.e2e.svc.cluster.local", f"127.0.{NET}.100", free_port()
+        d = tmp_path / "mesh"
+        d.mkdir()
+        retries = {"attempts": 2, "retryOn": "connect-failure"}
+        write_yaml(d / "mesh.yaml", [
+            service_entry("thrift-oneway", host, vip, port, "thrift", {"v1": free_port(), "v2": v2.port}),
+            meta_router("thrift-oneway", host, [
+                {"name": "all", "route": [{"destination": {"host": host}}], "retries": retries}]),
+        ])
+        with ControlPlane(d) as cp, AdsProxy("oneway", cp.xds_port) as proxy:
+            proxy.wait_listening(vip, port, cp=cp)
+            cp.wait_acked(proxy.node_id)
+            two_way = [thrift_call(vip, port, "sayHello", f"t{i}") for i in range(6)]
+            assert all(ok and text.endswith(" from v2") for ok, text in two_way), two_way
+            cluster = f"outbound|{port}||{host}"
+            code, body = proxy.get("/metrics")
+            retried = metric_value(body, "meta_protocol_upstream_rq_retry_total", cluster=cluster)
+            assert retried >= 1, "the balancer never picked v1: the one-way check below would prove nothing"
+            client = tp2_client(port, "binary", "framed", 5000, vip)
+            try:
+                for i in range(10):
+                    client.notify(f"oneway-{i}")
+            finally:
+                client.close()
+            arrived = settled_count(v2, "notify", "oneway-", at_least=1)
+            assert 1 <= arrived < 10, f"{arrived} of 10 one-way calls reached v2 (v1 is dead)"
+            code, body = proxy.get("/metrics")
+            assert metric_value(body, "meta_protocol_upstream_rq_retry_total", cluster=cluster) == retried
