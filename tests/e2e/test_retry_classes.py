@@ -3,18 +3,22 @@
 
 Each service has two endpoints: v1 answers sayHello with an error response (a sofa-rpc-node
 provider whose method throws: Dubbo status SERVER_ERROR; a thriftpy2 server raising a
-TApplicationException INTERNAL_ERROR), v2 answers normally. Round robin sends every other first
-attempt to v1. One sidecar serves one service per retryOn value (same endpoints, own VIP):
+TApplicationException INTERNAL_ERROR), v2 answers normally. Round robin sends first attempts to v1
+(every other one when nothing is retried: a retry's pick advances it too). One sidecar serves one
+service per retryOn value (same endpoints, own VIP):
 - a class that covers the error (`status:<the codec's status>`, `error-response`, `5xx`): the retry
   goes to the other host (previous-hosts predicate), so all 20 calls are answered by v2 and the
   retries show in /metrics;
 - a class that does not (another status, `gateway-error`, `reset`): the calls that hit v1 get v1's
   native error, unretried.
-One-way calls are never retried: with v1 dead and retryOn connect-failure, two-way calls all
-succeed but the one-way calls sent to v1 are lost.
+Concurrent retries are bounded by DestinationRule connectionPool.http.maxRetries. One-way calls are
+never retried: with v1 dead and retryOn connect-failure, two-way calls all succeed but the one-way
+calls sent to v1 are lost.
 """
 
 from __future__ import annotations
+
+import subprocess
 
 import pytest
 
@@ -29,7 +33,7 @@ from cp_harness import (
     write_yaml,
 )
 from error_peers import failing_and_healthy
-from harness import free_port, metric_value
+from harness import NODE_PEERS, dubbo_client_cmd, dubbo_server, free_port, metric_value, parse_client_output
 from thrift_common import tp2_client
 from traffic_mesh import LoggingThriftServer, settled_count
 
@@ -146,3 +150,51 @@ def test_one_way_calls_are_never_retried(tmp_path):
             assert 1 <= arrived < 10, f"{arrived} of 10 one-way calls reached v2 (v1 is dead)"
             code, body = proxy.get("/metrics")
             assert metric_value(body, "meta_protocol_upstream_rq_retry_total", cluster=cluster) == retried
+
+
+def test_max_retries_bounds_concurrent_retries(tmp_path, node_peers):
+    """DestinationRule connectionPool.http.maxRetries (→ circuit_breakers max_retries): v1 fails
+    sayHello at once, v2 answers after 500 ms, retries {attempts: 2, retryOn: 5xx}, 12 calls with
+    6 in flight. With maxRetries 1, while one retry is outstanding on v2 the other failed first tries
+    are not retried (v1's error reaches the client, retry overflow counted); with maxRetries 100
+    every call is retried and answered by v2."""
+    require_binaries()
+    with dubbo_server("v1", fail_method="sayHello") as v1, dubbo_server("v2", delay_ms=500) as v2:
+        d = tmp_path / "mesh"
+        d.mkdir()
+        docs, services = [], {}
+        for i, limit in enumerate((1, 100)):
+            host, vip, port = f"dubbo-budget-{limit}.e2e.svc.cluster.local", f"127.0.{NET}.{110 + i}", free_port()
+            docs += [
+                service_entry(f"dubbo-budget-{limit}", host, vip, port, "dubbo", {"v1": v1.port, "v2": v2.port}),
+                {
+                    "apiVersion": "networking.istio.io/v1beta1",
+                    "kind": "DestinationRule",
+                    "metadata": {"name": f"dubbo-budget-{limit}", "namespace": "e2e"},
+                    "spec": {"host": host, "trafficPolicy": {"connectionPool": {"http": {"maxRetries": limit}}}},
+                },
+                meta_router(f"dubbo-budget-{limit}", host, [{
+                    "name": "all", "route": [{"destination": {"host": host}}],
+                    "retries": {"attempts": 2, "retryOn": "5xx"}}]),
+            ]
+            services[limit] = (vip, port, f"outbound|{port}||{host}")
+        write_yaml(d / "mesh.yaml", docs)
+        with ControlPlane(d) as cp, AdsProxy("budget", cp.xds_port) as proxy:
+            for vip, port, _ in services.values():
+                proxy.wait_listening(vip, port, cp=cp)
+            cp.wait_acked(proxy.node_id)
+            results = {}
+            for limit, (vip, port, _) in services.items():
+                cmd = dubbo_client_cmd(port, "sayHello", ["x"], None, 12, 6, 5000)
+                cmd[cmd.index("--target") + 1] = f"{vip}:{port}"
+                done = subprocess.run(cmd, cwd=NODE_PEERS, capture_output=True, text=True, timeout=60,
+                                      stdin=subprocess.DEVNULL)
+                results[limit], _ = parse_client_output(done.stdout, done.stderr)
+            code, body = proxy.get("/metrics")
+            assert code == 200
+            tight = [c for c in results[1] if not c["ok"]]
+            assert tight, f"maxRetries 1 let every concurrent retry through: {results[1]}"
+            assert all("failed on purpose in v1" in c["error"] for c in tight), tight
+            assert metric_value(body, "meta_protocol_upstream_rq_retry_overflow_total", cluster=services[1][2]) >= 1
+            assert all(c["ok"] and c["result"].endswith(" from v2") for c in results[100]), results[100]
+            assert metric_value(body, "meta_protocol_upstream_rq_retry_overflow_total", cluster=services[100][2]) == 0
