@@ -1,6 +1,6 @@
 """Rate limiting in meta-proxy with real peers: sofa-rpc-node Dubbo and thriftpy2 Thrift providers,
-our RLS (crates/ratelimit, `cargo build -p aeraki-ratelimit --example rls`, until `aeraki ratelimit`
-exists) with its counters in a real redis-server, and stock Envoy 1.40 as the cross-check.
+our RLS (`aeraki ratelimit`) with its counters in a real redis-server, and stock Envoy 1.40 as the
+cross-check.
 
 - global: domain production, descriptor method, 5 per hour on method=sayHello → exactly 5 of 10
   calls pass, the others get the protocol's native error; failure_mode_deny honoured when the RLS is
@@ -15,7 +15,6 @@ exists) with its counters in a real redis-server, and stock Envoy 1.40 as the cr
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -27,6 +26,7 @@ from harness import (
     VENV_PY,
     MetaProxy,
     Proc,
+    aeraki_bin,
     bootstrap,
     dubbo_client,
     dubbo_server,
@@ -59,28 +59,22 @@ GLOBAL_RL_TYPE = "type.googleapis.com/aeraki.meta_protocol_proxy.filters.ratelim
 ROUTER = {"name": "aeraki.meta_protocol.filters.router"}
 
 
-def rls_bin() -> Path:
-    env = os.environ.get("RLS_BIN")
-    if env:
-        return Path(env)
-    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
-    return target / "debug" / "examples" / "rls"
-
-
 class Rls:
-    """A fresh redis-server and our RLS over it (so every test starts with zero counters)."""
+    """A fresh redis-server and `aeraki ratelimit` over it (so every test starts with zero counters)."""
 
     def __init__(self, tmp: Path):
-        binary = rls_bin()
+        binary = aeraki_bin()
         if not binary.exists():
-            pytest.fail(f"RLS example missing at {binary}: cargo build -p aeraki-ratelimit --example rls")
+            pytest.fail(f"aeraki binary missing at {binary}: cargo build --bins -p aeraki")
         self.redis_port, self.port = free_port(), free_port()
-        cfg = tmp / "rls.yaml"
-        cfg.write_text(RLS_YAML)
+        conf = tmp / f"rls-config-{self.port}"
+        conf.mkdir()
+        (conf / "production.yaml").write_text(RLS_YAML)
         self.redis = Proc(["redis-server", "--port", self.redis_port, "--bind", LOCAL, "--save", "",
                            "--appendonly", "no"], "redis")
-        self.rls = Proc([binary, "--config", cfg, "--listen", f"{LOCAL}:{self.port}",
-                         "--redis", f"{LOCAL}:{self.redis_port}"], "rls")
+        self.rls = Proc([binary, "ratelimit", "--config", conf, "--listen", f"{LOCAL}:{self.port}",
+                         "--metrics", f"{LOCAL}:{free_port()}", "--redis", f"redis://{LOCAL}:{self.redis_port}"],
+                        "aeraki-ratelimit")
 
     def __enter__(self):
         self.redis.start()
