@@ -255,14 +255,14 @@ fn apply_policy(
     }
     if let Some(od) = &policy.outlier_detection {
         c.outlier_detection = Some(outlier(od));
-        if let Some(pct) = od.min_health_percent {
-            c.common_lb_config = Some(CommonLbConfig {
-                healthy_panic_threshold: Some(Percent {
-                    value: f64::from(pct),
-                }),
-                ..Default::default()
-            });
-        }
+        // Istio's rule: with outlier detection the panic threshold is `minHealthPercent`,
+        // whose default is 0 % (panic off: ejected hosts get no traffic, however many).
+        c.common_lb_config = Some(CommonLbConfig {
+            healthy_panic_threshold: Some(Percent {
+                value: f64::from(od.min_health_percent.unwrap_or(0)),
+            }),
+            ..Default::default()
+        });
     }
 }
 

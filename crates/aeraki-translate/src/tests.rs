@@ -467,3 +467,46 @@ fn unknown_type_renders_an_error_not_a_panic() {
         "{e}"
     );
 }
+
+#[test]
+fn outlier_detection_panic_threshold_defaults_to_istio_zero() {
+    let mut s = svc("dubbo");
+    s.traffic_policy = Some(TrafficPolicy {
+        load_balancer: None,
+        connection_pool: None,
+        outlier_detection: Some(aeraki_model::OutlierDetection {
+            consecutive_gateway_errors: Some(2),
+            ..Default::default()
+        }),
+    });
+    let mut with_min = s.clone();
+    with_min.host = "min.x".into();
+    if let Some(od) = with_min
+        .traffic_policy
+        .as_mut()
+        .and_then(|p| p.outlier_detection.as_mut())
+    {
+        od.min_health_percent = Some(30);
+    }
+    let (out, _) = run(&view(vec![s, with_min]), Flavor::MetaProxy);
+    let thresholds: Vec<(String, Value)> = out[CLUSTER]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, c)| {
+            // proto3 JSON omits a zero `value`: a present, empty Percent is 0 %.
+            let p = &c["common_lb_config"]["healthy_panic_threshold"];
+            let v = if p.is_object() {
+                p["value"].as_f64().unwrap_or(0.0)
+            } else {
+                -1.0
+            };
+            (name.clone(), json!(v))
+        })
+        .collect();
+    assert_eq!(thresholds.len(), 2, "{thresholds:?}");
+    for (name, v) in thresholds {
+        let want = if name.ends_with("|min.x") { 30.0 } else { 0.0 };
+        assert_eq!(v, json!(want), "{name}");
+    }
+}

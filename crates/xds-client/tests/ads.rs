@@ -141,7 +141,7 @@ async fn invalid_resources_are_nacked_with_their_path_and_old_config_serves() {
         );
         assert_eq!(
             nack.error_detail.unwrap().message,
-            "rds[rc].virtual_hosts[0].routes[0].route.retry_policy: not supported"
+            "rds[rc].virtual_hosts[0].routes[0].route.retry_policy.retry_back_off: not supported"
         );
         assert_eq!(c.call(2, 1, b"y").await, (false, "a:y".into()));
         assert!(

@@ -192,7 +192,12 @@ pub fn bad_route_config(name: &str) -> (String, Any) {
     let (n, a) = route_config(name, &[(None, "a")]);
     let mut rc = rt::RouteConfiguration::decode(a.value.as_slice()).unwrap();
     if let Some(rt::route::Action::Route(r)) = &mut rc.virtual_hosts[0].routes[0].action {
-        r.retry_policy = Some(rt::RetryPolicy::default());
+        // Retries are honoured, but not Envoy's back-off settings.
+        r.retry_policy = Some(rt::RetryPolicy {
+            retry_on: "connect-failure".into(),
+            retry_back_off: Some(rt::retry_policy::RetryBackOff::default()),
+            ..Default::default()
+        });
     }
     (n, any(RDS, &rc))
 }
