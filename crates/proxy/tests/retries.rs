@@ -1,4 +1,5 @@
-//! Retries and per-try timeouts of the router, over real TCP against scripted backends.
+//! Retries, per-try timeouts and retry limits (`max_retries`, retry budget) of the router, over
+//! real TCP against scripted backends.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -193,6 +194,97 @@ async fn the_route_timeout_bounds_all_attempts() {
         // 200 ms tries within 500 ms: the third is cut by the route timeout.
         assert_eq!(a_seen.requests.load(Ordering::SeqCst), 3);
         assert_eq!(retry_metric(&engine, "upstream_rq_retry"), 2.0);
+    })
+    .await;
+}
+
+/// A cluster `c` over a backend answering every request with an error response and a good one,
+/// behind a route retrying error responses once, with the given retry limits.
+async fn error_then_good(
+    max_retries: u32,
+    budget: Option<meta_config::RetryBudget>,
+) -> (
+    std::sync::Arc<meta_proxy_engine::Engine>,
+    std::net::SocketAddr,
+    std::sync::Arc<Seen>,
+) {
+    let (bad, bad_seen) = backend_forced("bad", 0, Some(CMD_ERROR)).await;
+    let (good, _) = backend("good", 0).await;
+    let mut c = cluster("c", &[bad, good]);
+    c.circuit_breakers.max_retries = max_retries;
+    c.circuit_breakers.retry_budget = budget;
+    let r = retrying(route("r", vec![], to("c")), 1, None, "error-response");
+    let (engine, addr) = start(bootstrap(proxy(vec![r]), vec![c])).await;
+    (engine, addr, bad_seen)
+}
+
+fn retry_overflow(engine: &meta_proxy_engine::Engine) -> f64 {
+    metric(
+        engine,
+        r#"meta_protocol_upstream_rq_retry_overflow_total{cluster="c"}"#,
+    )
+}
+
+/// Sends 10 calls; returns how many got the bad backend's error response.
+async fn errors_of_ten(addr: std::net::SocketAddr) -> usize {
+    let mut c = Client::connect(addr).await;
+    let mut errors = 0;
+    for i in 0..10 {
+        match c.call(i, 1, b"x").await {
+            (false, body) => assert_eq!(body, "good:x"),
+            (true, body) => {
+                assert_eq!(body, "bad:x", "the bad backend's own error response");
+                errors += 1;
+            }
+        }
+    }
+    errors
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_retries_zero_leaves_retryable_failures_unretried_and_counted() {
+    bounded(async {
+        let (engine, addr, bad_seen) = error_then_good(0, None).await;
+        let errors = errors_of_ten(addr).await;
+        assert!(errors > 0, "round robin sent some first attempts to bad");
+        assert_eq!(bad_seen.requests.load(Ordering::SeqCst), errors);
+        assert_eq!(retry_metric(&engine, "upstream_rq_retry"), 0.0);
+        assert_eq!(retry_overflow(&engine), errors as f64);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_retry_budget_leaves_retryable_failures_unretried_and_counted() {
+    bounded(async {
+        let budget = meta_config::RetryBudget {
+            budget_percent: 0.0,
+            min_retry_concurrency: 0,
+        };
+        // The budget replaces max_retries: a generous max_retries does not help.
+        let (engine, addr, _) = error_then_good(100, Some(budget)).await;
+        let errors = errors_of_ten(addr).await;
+        assert!(errors > 0, "round robin sent some first attempts to bad");
+        assert_eq!(retry_metric(&engine, "upstream_rq_retry"), 0.0);
+        assert_eq!(retry_overflow(&engine), errors as f64);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_budget_replaces_max_retries() {
+    bounded(async {
+        // 100 % of the one active request: one retry at a time, although max_retries is 0.
+        let budget = meta_config::RetryBudget {
+            budget_percent: 100.0,
+            min_retry_concurrency: 0,
+        };
+        let (engine, addr, bad_seen) = error_then_good(0, Some(budget)).await;
+        assert_eq!(errors_of_ten(addr).await, 0, "every error response retried");
+        let bad_tries = bad_seen.requests.load(Ordering::SeqCst) as f64;
+        assert!(bad_tries > 0.0);
+        assert_eq!(retry_metric(&engine, "upstream_rq_retry"), bad_tries);
+        assert_eq!(retry_overflow(&engine), 0.0);
     })
     .await;
 }
