@@ -131,8 +131,7 @@ fn on_request(
             state.known.remove(&name);
         }
     }
-    let list: Vec<String> = state.names.iter().cloned().collect();
-    conn.record_subscription(&type_url, state.wildcard, &list);
+    conn.record_subscription(&type_url, state.wildcard, Arc::new(state.names.clone()));
     Ok(type_url)
 }
 

@@ -12,6 +12,8 @@
 
 mod debounce;
 mod delta;
+mod encoded;
+mod grpc;
 mod service;
 mod snapshot;
 mod sotw;
@@ -51,6 +53,8 @@ pub(crate) struct Shared {
     publish_lock: Mutex<u64>,
     snapshot: watch::Sender<Arc<Snapshot>>,
     registry: Registry,
+    /// Subscription sets shared between SotW streams.
+    interner: status::Interner,
     next_stream: AtomicU64,
     next_nonce: AtomicU64,
 }
@@ -77,6 +81,7 @@ impl XdsServer {
                 publish_lock: Mutex::new(0),
                 snapshot,
                 registry: Registry::default(),
+                interner: Default::default(),
                 next_stream: AtomicU64::new(0),
                 next_nonce: AtomicU64::new(0),
             }),
@@ -112,6 +117,12 @@ impl XdsServer {
         self.shared.registry.all()
     }
 
+    /// How many live streams last ACKed `version` of `type_url` (what polling
+    /// [`status`](Self::status) for it would count, without copying every stream's status).
+    pub fn acked_count(&self, type_url: &str, version: &str) -> usize {
+        self.shared.registry.count_acked(type_url, version)
+    }
+
     /// The ADS gRPC service, for embedding in a caller's tonic router.
     pub fn ads_service(&self) -> AggregatedDiscoveryServiceServer<service::Ads> {
         AggregatedDiscoveryServiceServer::new(service::Ads(self.shared.clone()))
@@ -130,10 +141,27 @@ impl XdsServer {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> impl Future<Output = Result<(), tonic::transport::Error>> + Send + 'static {
+        let ads = grpc::SotwFast {
+            inner: self.ads_service(),
+            shared: self.shared.clone(),
+            kind: StreamKind::AdsSotw,
+            method: "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources",
+        };
+        let rds = grpc::SotwFast {
+            inner: self.rds_service(),
+            shared: self.shared.clone(),
+            kind: StreamKind::RdsSotw,
+            method: "/envoy.service.route.v3.RouteDiscoveryService/StreamRoutes",
+        };
         let router = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
-            .add_service(self.ads_service())
-            .add_service(self.rds_service());
+            // A proxy busy applying a full state of the world (the first sync of a large mesh,
+            // with many proxies syncing at once) may answer a ping late: with tonic's default
+            // 20 s, a simulated proxy lost its connection 50 s into the 10,000-service x
+            // 1,000-proxy benchmark (docs/benchmarks.md).
+            .http2_keepalive_timeout(Some(std::time::Duration::from_secs(90)))
+            .add_service(ads)
+            .add_service(rds);
         let incoming =
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         router.serve_with_incoming_shutdown(incoming, shutdown)

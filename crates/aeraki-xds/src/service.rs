@@ -9,6 +9,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 };
 use envoy_types::pb::envoy::service::route::v3::route_discovery_service_server::RouteDiscoveryService;
 use tokio::sync::mpsc;
+use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -17,7 +18,7 @@ use crate::stream::Conn;
 use crate::{Shared, delta, sotw};
 
 /// Responses queued per stream before the stream task waits for the client to read.
-const QUEUE: usize = 16;
+pub(crate) const QUEUE: usize = 16;
 
 /// The ADS service (`envoy.service.discovery.v3.AggregatedDiscoveryService`).
 #[derive(Debug)]
@@ -28,7 +29,8 @@ pub struct Ads(pub(crate) Arc<Shared>);
 #[derive(Debug)]
 pub struct Rds(pub(crate) Arc<Shared>);
 
-type SotwStream = ReceiverStream<Result<DiscoveryResponse, Status>>;
+type SotwStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<DiscoveryResponse, Status>> + Send>>;
 type DeltaStream = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
 
 fn start_sotw(
@@ -39,7 +41,10 @@ fn start_sotw(
     let conn = Conn::new(shared.clone(), kind, request.remote_addr());
     let (tx, rx) = mpsc::channel(QUEUE);
     tokio::spawn(sotw::run(conn, request.into_inner(), tx));
-    Response::new(ReceiverStream::new(rx))
+    // The generated service encodes messages itself: turn the pre-encoded responses back
+    // into messages (the server's own `serve` uses `crate::grpc`, which sends them as they are).
+    let messages = ReceiverStream::new(rx).map(|r| r.map(|out| out.to_message()));
+    Response::new(Box::pin(messages))
 }
 
 fn start_delta(

@@ -94,6 +94,8 @@ pub(crate) struct Snapshot {
     /// Lets a stream that was up to date at `version - 1` push only what changed instead of
     /// recomputing its whole subscription.
     pub(crate) changes: Option<BTreeMap<Flavor, Changes>>,
+    /// SotW resource lists of this snapshot as encoded once for every stream selecting them.
+    pub(crate) encoded: crate::encoded::EncodedCache,
 }
 
 impl Snapshot {
@@ -128,6 +130,7 @@ impl Snapshot {
             version,
             flavors,
             changes: prev.map(|_| changes),
+            encoded: Default::default(),
         }
     }
 

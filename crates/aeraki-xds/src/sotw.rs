@@ -3,14 +3,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
+use crate::encoded::Outgoing;
 use crate::snapshot::{Entry, Fnv, Snapshot, TypeResources, is_wildcard_type, push_rank};
 use crate::stream::Conn;
 
-type Tx = mpsc::Sender<Result<DiscoveryResponse, Status>>;
+/// Responses go out pre-encoded (see [`crate::encoded`]).
+pub(crate) type Tx = mpsc::Sender<Result<Outgoing, Status>>;
 
 /// The exchange for one type URL.
 #[derive(Debug, Default)]
@@ -19,7 +21,8 @@ struct TypeState {
     wildcard: bool,
     /// The first request had no names (LDS/CDS): an empty list keeps meaning "everything".
     legacy_wildcard: bool,
-    names: BTreeSet<String>,
+    /// Interned: streams with the same names share one set ([`crate::status::Interner`]).
+    names: Arc<BTreeSet<String>>,
     /// Nonce and version of the last response sent.
     nonce: Option<String>,
     version: Option<String>,
@@ -121,7 +124,7 @@ fn on_request(
         && request
             .resource_names
             .iter()
-            .zip(&state.names)
+            .zip(state.names.iter())
             .all(|(a, b)| a == b);
     let changed = if same {
         let wildcard = state.legacy_wildcard && state.names.is_empty();
@@ -135,15 +138,16 @@ fn on_request(
             state.legacy_wildcard = is_wildcard_type(&type_url) && names.is_empty() && !explicit;
         }
         let wildcard = explicit || (state.legacy_wildcard && names.is_empty());
-        let changed = first || wildcard != state.wildcard || names != state.names;
+        let changed = first || wildcard != state.wildcard || names != *state.names;
         state.wildcard = wildcard;
-        state.names = names;
+        if changed {
+            state.names = conn.shared.interner.intern(names);
+        }
         changed
     };
     if changed {
         state.synced = None;
-        let list: Vec<String> = state.names.iter().cloned().collect();
-        conn.record_subscription(&type_url, state.wildcard, &list);
+        conn.record_subscription(&type_url, state.wildcard, state.names.clone());
     }
     if initial {
         state.pending = true;
@@ -189,45 +193,54 @@ async fn respond(
                     return true; // only removals: SotW cannot say more for these types
                 }
                 state.fingerprint = None;
-                return send(conn, state, type_url, snapshot, selected, tx).await;
+                let fingerprint = fingerprint(&selected);
+                return send(conn, state, type_url, snapshot, selected, fingerprint, tx).await;
             }
         }
     }
     state.synced = Some(snapshot.version);
     let selected = select(all, state);
+    let fingerprint = fingerprint(&selected);
+    if !state.pending && state.fingerprint == Some(fingerprint) {
+        return true;
+    }
+    state.fingerprint = Some(fingerprint);
+    send(conn, state, type_url, snapshot, selected, fingerprint, tx).await
+}
+
+/// FNV over the names and content versions of a selection: equal selections of one snapshot
+/// have equal responses.
+fn fingerprint(selected: &[(&String, &Entry)]) -> u64 {
     let mut hash = Fnv::new();
-    for (name, entry) in &selected {
+    for (name, entry) in selected {
         hash.write(name.as_bytes());
         hash.write(&[0]);
         hash.write(entry.version.as_bytes());
         hash.write(&[0]);
     }
-    let fingerprint = hash.finish();
-    if !state.pending && state.fingerprint == Some(fingerprint) {
-        return true;
-    }
-    state.fingerprint = Some(fingerprint);
-    send(conn, state, type_url, snapshot, selected, tx).await
+    hash.finish()
 }
 
-/// Sends `selected` as the type's response at the snapshot's version.
+/// Sends `selected` as the type's response at the snapshot's version, its resources encoded
+/// once per snapshot and selection (`fingerprint`) and shared with every other stream.
 async fn send(
     conn: &Conn,
     state: &mut TypeState,
     type_url: &str,
     snapshot: &Snapshot,
     selected: Vec<(&String, &Entry)>,
+    fingerprint: u64,
     tx: &Tx,
 ) -> bool {
     let version = snapshot.version_string();
     let nonce = conn.shared.next_nonce();
-    let response = DiscoveryResponse {
-        version_info: version.clone(),
-        resources: selected.iter().map(|(_, e)| e.any.clone()).collect(),
-        type_url: type_url.to_owned(),
-        nonce: nonce.clone(),
-        ..Default::default()
+    let Some(flavor) = conn.flavor() else {
+        return true;
     };
+    let resources = snapshot
+        .encoded
+        .get(flavor, type_url, fingerprint, &selected);
+    let response = Outgoing::new(&version, type_url, &nonce, resources);
     state.pending = false;
     state.nonce = Some(nonce.clone());
     state.version = Some(version.clone());

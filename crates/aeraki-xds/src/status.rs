@@ -1,7 +1,7 @@
 //! What every connected proxy has been sent, ACKed and NACKed: the registry behind
 //! [`XdsServer::status`](crate::XdsServer::status).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
@@ -72,45 +72,129 @@ pub struct Nack {
 /// Shared table of live streams.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Registry {
-    streams: Arc<Mutex<HashMap<u64, ProxyStatus>>>,
+    streams: Arc<Mutex<HashMap<u64, Stored>>>,
+}
+
+/// One stream's status; the subscribed names are kept as the stream's shared set (interned
+/// across streams, see [`Interner`]) and copied into `TypeStatus::subscribed` only by `all`.
+#[derive(Debug)]
+struct Stored {
+    status: ProxyStatus,
+    subscribed: HashMap<String, Arc<BTreeSet<String>>>,
 }
 
 impl Registry {
-    fn lock(&self) -> MutexGuard<'_, HashMap<u64, ProxyStatus>> {
-        // A panic while holding the lock cannot leave the table inconsistent (every update
-        // is a single field write), so a poisoned lock is still usable.
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Stored>> {
         self.streams.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn insert(&self, status: ProxyStatus) {
-        self.lock().insert(status.stream_id, status);
+        let stored = Stored {
+            status,
+            subscribed: HashMap::new(),
+        };
+        self.lock().insert(stored.status.stream_id, stored);
     }
 
     pub(crate) fn remove(&self, stream_id: u64) {
         self.lock().remove(&stream_id);
     }
 
-    /// Applies `f` to one type's status of one stream (no-op once the stream is gone).
     pub(crate) fn update_type(
         &self,
         stream_id: u64,
         type_url: &str,
         f: impl FnOnce(&mut TypeStatus),
     ) {
-        if let Some(status) = self.lock().get_mut(&stream_id) {
-            f(status.types.entry(type_url.to_owned()).or_default());
+        if let Some(stored) = self.lock().get_mut(&stream_id) {
+            f(stored.status.types.entry(type_url.to_owned()).or_default());
         }
     }
 
-    /// Snapshot of all streams, sorted by node id then stream id.
+    pub(crate) fn set_subscription(
+        &self,
+        stream_id: u64,
+        type_url: &str,
+        wildcard: bool,
+        names: Arc<BTreeSet<String>>,
+    ) {
+        if let Some(stored) = self.lock().get_mut(&stream_id) {
+            stored
+                .status
+                .types
+                .entry(type_url.to_owned())
+                .or_default()
+                .wildcard = wildcard;
+            stored.subscribed.insert(type_url.to_owned(), names);
+        }
+    }
+
     pub(crate) fn all(&self) -> Vec<ProxyStatus> {
-        let mut all: Vec<ProxyStatus> = self.lock().values().cloned().collect();
+        let mut all: Vec<ProxyStatus> = self
+            .lock()
+            .values()
+            .map(|stored| {
+                let mut status = stored.status.clone();
+                for (type_url, names) in &stored.subscribed {
+                    let t = status.types.entry(type_url.clone()).or_default();
+                    t.subscribed = names.iter().cloned().collect();
+                }
+                status
+            })
+            .collect();
         all.sort_by(|a, b| (&a.node_id, a.stream_id).cmp(&(&b.node_id, b.stream_id)));
         all
     }
+
+    /// Streams whose last ACK of `type_url` is `version` (without copying any status).
+    pub(crate) fn count_acked(&self, type_url: &str, version: &str) -> usize {
+        self.lock()
+            .values()
+            .filter(|s| {
+                s.status
+                    .types
+                    .get(type_url)
+                    .and_then(|t| t.last_acked_version.as_deref())
+                    == Some(version)
+            })
+            .count()
+    }
 }
 
-/// Removes a stream's status when its task ends, however it ends.
+/// Subscription sets shared between streams: streams that subscribe to the same names (1,000
+/// proxies of one namespace naming the same 30,000 clusters) hold one set, not one each.
+/// Held weakly; a set is freed with the last stream using it.
+#[derive(Debug, Default)]
+pub(crate) struct Interner {
+    sets: Mutex<HashMap<u64, Vec<std::sync::Weak<BTreeSet<String>>>>>,
+}
+
+impl Interner {
+    pub(crate) fn intern(&self, names: BTreeSet<String>) -> Arc<BTreeSet<String>> {
+        let mut hash = crate::snapshot::Fnv::new();
+        for name in &names {
+            hash.write(name.as_bytes());
+            hash.write(&[0]);
+        }
+        let mut sets = self.sets.lock().unwrap_or_else(|e| e.into_inner());
+        let bucket = sets.entry(hash.finish()).or_default();
+        bucket.retain(|w| w.strong_count() > 0);
+        if let Some(same) = bucket
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .find(|s| **s == names)
+        {
+            return same;
+        }
+        let set = Arc::new(names);
+        bucket.push(Arc::downgrade(&set));
+        if sets.len() > 4096 {
+            sets.retain(|_, b| b.iter().any(|w| w.strong_count() > 0));
+        }
+        set
+    }
+}
+
 pub(crate) struct StreamGuard {
     pub(crate) registry: Registry,
     pub(crate) stream_id: u64,

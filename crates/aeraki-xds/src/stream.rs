@@ -144,11 +144,16 @@ impl Conn {
         self.record(type_url, |t| t.last_nack = Some(nack));
     }
 
-    pub(crate) fn record_subscription(&self, type_url: &str, wildcard: bool, names: &[String]) {
-        self.record(type_url, |t| {
-            t.wildcard = wildcard;
-            t.subscribed = names.to_vec();
-        });
+    /// Records the subscription; `names` is the stream's (interned) set, shared, not copied.
+    pub(crate) fn record_subscription(
+        &self,
+        type_url: &str,
+        wildcard: bool,
+        names: Arc<std::collections::BTreeSet<String>>,
+    ) {
+        self.shared
+            .registry
+            .set_subscription(self.stream_id, type_url, wildcard, names);
     }
 
     /// The node's flavour, once identified.

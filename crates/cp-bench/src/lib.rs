@@ -9,10 +9,13 @@
 //! re-translated and published, and the benchmark measures when every client has received the
 //! new RouteConfiguration version and when the server has recorded every client's ACK of it.
 //!
-//! Everything runs in one process (server and clients share the runtime and the 2 cores of the
-//! benchmark machine), so memory figures are for the process; the RSS before the clients connect
-//! is the server's alone. Results and method: `docs/benchmarks.md`.
+//! The clients run in a child process ([`child`], what the `cp-bench` binary does) or in this
+//! process ([`Options::clients_process`] `None`, what the small test does). With a child, this
+//! process's RSS is the control plane's alone and the child's is reported separately; in
+//! one process, the RSS before the clients connect is the server's alone. Results and method:
+//! `docs/benchmarks.md`.
 
+pub mod child;
 pub mod client;
 pub mod mesh;
 pub mod sys;
@@ -40,6 +43,10 @@ pub struct Options {
     pub clients: usize,
     /// Bound on the initial sync and on the push.
     pub timeout: Duration,
+    /// Run the clients in a child process started from this `cp-bench` binary
+    /// ([`child`]), so that this process's memory is the control plane's alone; `None`: in
+    /// this process.
+    pub clients_process: Option<std::path::PathBuf>,
 }
 
 /// Timings in milliseconds, memory in MiB.
@@ -83,10 +90,16 @@ pub struct Report {
     pub rss_translated_mib: f64,
     /// RSS after the first publish: the server's snapshot added.
     pub rss_published_mib: f64,
-    /// RSS with every client connected and synced (server + clients).
+    /// RSS with every client connected and synced (the control plane alone when the clients
+    /// run in a child process, else server + clients).
     pub rss_synced_mib: f64,
-    /// Peak RSS of the whole run.
+    /// Peak RSS of this process over the whole run (the control plane's, with a child).
     pub peak_rss_mib: f64,
+    /// Whether the clients ran in a child process.
+    pub clients_in_child: bool,
+    /// The child's RSS when synced and its peak (0 without a child).
+    pub clients_rss_synced_mib: f64,
+    pub clients_peak_rss_mib: f64,
     pub open_files_limit: u64,
 }
 
@@ -165,10 +178,15 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     // Connect and sync every client.
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let t = Instant::now();
-    for id in 0..opts.clients {
-        tokio::spawn(client::run(id, addr, sub.clone(), events_tx.clone()));
-    }
-    drop(events_tx);
+    let child = match &opts.clients_process {
+        Some(bin) => Some(child::spawn(bin, addr, opts.clients, &sub, events_tx)?),
+        None => {
+            for id in 0..opts.clients {
+                tokio::spawn(client::run(id, addr, sub.clone(), events_tx.clone()));
+            }
+            None
+        }
+    };
     let mut synced = vec![[false; 4]; opts.clients];
     let mut left = opts.clients;
     let deadline = tokio::time::Instant::now() + opts.timeout;
@@ -193,6 +211,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     }
     let initial_sync_ms = ms(t.elapsed());
     let rss_synced_mib = sys::rss_mib();
+    let clients_rss_synced_mib = child.as_ref().map_or(0.0, |c| c.memory_mib().0);
 
     // The edit: one route of one MetaRouter.
     let yaml = mesh::mesh_yaml(opts.services, Some(edited));
@@ -226,13 +245,13 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
                 watched,
             } if v == version => {
                 responses_after_edit[kind] += 1;
-                if let Some(body) = watched
+                if let Some(edited) = watched
                     && delivered[client].is_none()
                 {
                     delivered[client] = Some(at.saturating_duration_since(t0));
                     acked_all = acked_all.max(acked.saturating_duration_since(t0));
                     left -= 1;
-                    if has_edited_weights(&body) {
+                    if edited {
                         clients_with_edit += 1;
                     }
                 }
@@ -261,6 +280,8 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     times.sort();
     let pct =
         |p: f64| ms(times[((times.len() as f64 * p).ceil() as usize).clamp(1, times.len()) - 1]);
+    let clients_peak_rss_mib = child.as_ref().map_or(0.0, |c| c.memory_mib().1);
+    drop(child);
     let _ = stop.send(());
     Ok(Report {
         services: opts.services,
@@ -287,6 +308,9 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         rss_published_mib,
         rss_synced_mib,
         peak_rss_mib: sys::peak_rss_mib(),
+        clients_in_child: opts.clients_process.is_some(),
+        clients_rss_synced_mib,
+        clients_peak_rss_mib,
         open_files_limit,
     })
 }
@@ -302,8 +326,7 @@ async fn next(
     }
 }
 
-/// Polls the server's status (every 50 ms: a status copies every stream's subscription) until
-/// every stream ACKed `version` for RDS.
+/// Polls the server (every 50 ms) until every stream ACKed `version` for RDS.
 async fn wait_acked(
     xds: &XdsServer,
     version: &str,
@@ -311,16 +334,7 @@ async fn wait_acked(
     deadline: tokio::time::Instant,
 ) -> anyhow::Result<()> {
     loop {
-        let acked = xds
-            .status()
-            .iter()
-            .filter(|p| {
-                p.types
-                    .get(ROUTE)
-                    .and_then(|t| t.last_acked_version.as_deref())
-                    == Some(version)
-            })
-            .count();
+        let acked = xds.acked_count(ROUTE, version);
         if acked >= clients {
             return Ok(());
         }

@@ -7,8 +7,10 @@ use clap::Parser;
 
 /// Translate N services and push a one-route change to M simulated ADS clients.
 #[derive(Debug, Parser)]
-#[command(name = "cp-bench", version)]
+#[command(name = "cp-bench", version, args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Sub>,
     /// Services in the generated mesh.
     #[arg(long, default_value_t = 10_000)]
     services: usize,
@@ -21,19 +23,50 @@ struct Cli {
     /// Print one JSON object on the last line.
     #[arg(long)]
     json: bool,
+    /// Run the simulated clients in this process instead of a child process (the RSS is
+    /// then server + clients).
+    #[arg(long)]
+    in_process: bool,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Sub {
+    /// Internal: run the simulated clients and report events on stdout (started by the
+    /// benchmark itself).
+    Clients {
+        #[arg(long)]
+        server: std::net::SocketAddr,
+        #[arg(long)]
+        count: usize,
+        #[arg(long)]
+        subscription: std::path::PathBuf,
+    },
 }
 
 #[allow(clippy::print_stdout)]
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    if let Some(Sub::Clients {
+        server,
+        count,
+        subscription,
+    }) = cli.command
+    {
+        return runtime.block_on(cp_bench::child::serve_clients(server, count, &subscription));
+    }
     let opts = cp_bench::Options {
         services: cli.services,
         clients: cli.clients,
         timeout: Duration::from_secs(cli.timeout),
+        clients_process: if cli.in_process {
+            None
+        } else {
+            Some(std::env::current_exe()?)
+        },
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     let r = runtime.block_on(cp_bench::run(&opts))?;
     println!(
         "{} services, {} clients; resources (meta-proxy): {:?}; {:.1} MiB serialised (both flavours)",
@@ -63,12 +96,20 @@ fn main() -> anyhow::Result<()> {
         r.clients,
         r.responses_after_edit
     );
+    let who = if r.clients_in_child {
+        "control plane alone"
+    } else {
+        "server + clients"
+    };
     println!(
-        "RSS: translated {:.0} MiB, published {:.0} MiB, synced (server + clients) {:.0} MiB, peak {:.0} MiB; open files limit {}",
+        "RSS ({who}): translated {:.0} MiB, published {:.0} MiB, synced {:.0} MiB, peak {:.0} MiB; \
+         clients process: synced {:.0} MiB, peak {:.0} MiB; open files limit {}",
         r.rss_translated_mib,
         r.rss_published_mib,
         r.rss_synced_mib,
         r.peak_rss_mib,
+        r.clients_rss_synced_mib,
+        r.clients_peak_rss_mib,
         r.open_files_limit
     );
     if cli.json {

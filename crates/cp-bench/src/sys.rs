@@ -2,7 +2,12 @@
 
 /// `VmRSS` and `VmHWM` of this process in KiB (`None` off Linux or when unreadable).
 pub fn memory_kib() -> Option<(u64, u64)> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    memory_kib_of("/proc/self/status")
+}
+
+/// `VmRSS` and `VmHWM` in KiB from a `/proc/<pid>/status` file.
+pub fn memory_kib_of(path: &str) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(path).ok()?;
     let field = |name: &str| {
         status
             .lines()
