@@ -2,7 +2,7 @@
 //!
 //! A string's length counts UTF-16 code units, not bytes, so reaching the end of a string (to
 //! skip a 120 KB argument on the way to the attachments) means walking its characters. Runs of
-//! ASCII, one byte per unit, are crossed sixteen or eight bytes at a time ([`ascii_prefix_len`]);
+//! ASCII, one byte per unit, are crossed a block or a word at a time ([`ascii_prefix_len`]);
 //! the first non-ASCII byte falls back to decoding one character, then the fast path resumes.
 
 use super::{Reader, Result};
@@ -17,15 +17,18 @@ fn word(b: &[u8]) -> u64 {
     u64::from_le_bytes(w)
 }
 
-/// Length of the all-ASCII prefix of `s`, read a word at a time.
+/// Bytes checked at once by the standard library's (vectorised) ASCII test in a long run.
+const BLOCK: usize = 256;
+
+/// Length of the all-ASCII prefix of `s`: whole blocks while they are ASCII, then a word at a
+/// time up to the first non-ASCII byte.
 pub(crate) fn ascii_prefix_len(s: &[u8]) -> usize {
     let mut n = 0;
-    // Two words per step while both are ASCII (the common case of a long run).
-    while let Some(b) = s.get(n..n + 16) {
-        if (word(b) | word(&b[8..])) & HIGH_BITS != 0 {
+    for block in s.chunks_exact(BLOCK) {
+        if !block.is_ascii() {
             break;
         }
-        n += 16;
+        n += BLOCK;
     }
     while let Some(b) = s.get(n..n + 8) {
         let high = word(b) & HIGH_BITS;

@@ -248,7 +248,7 @@ fn s_chunk(out: &mut Vec<u8>, code: u8, units: usize, data: &[u8]) {
 
 #[test]
 fn ascii_prefix_finds_the_first_non_ascii_byte() {
-    for len in 0..48 {
+    for len in (0..48).chain([255, 256, 257, 511, 512, 600]) {
         let all = vec![b'a'; len];
         assert_eq!(ascii_prefix_len(&all), len, "all ASCII, length {len}");
         for at in 0..len {
