@@ -126,6 +126,11 @@ impl Codec for DubboCodec {
         Ok(Some(Frame::new(meta, buf.split_to(total))))
     }
 
+    fn frame_len(&self, buf: &[u8]) -> Option<usize> {
+        let h = Header::parse(buf, self.options.max_message_size).ok()??;
+        Some(HEADER_LEN + h.body_len)
+    }
+
     fn encode(&mut self, frame: &mut Frame, mutation: &Mutation) -> Result<(), CodecError> {
         if mutation.is_empty() {
             return Ok(());

@@ -7,6 +7,7 @@
 //! (CESU-8, what Java writers emit for characters outside the BMP) are decoded too.
 
 pub mod encode;
+mod string;
 mod value;
 
 pub use value::Value;
@@ -82,7 +83,7 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn byte(&mut self) -> Result<u8> {
+    pub(crate) fn byte(&mut self) -> Result<u8> {
         match self.buf.get(self.pos) {
             Some(&b) => {
                 self.pos += 1;
@@ -113,7 +114,7 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
-    fn u16(&mut self) -> Result<usize> {
+    pub(crate) fn u16(&mut self) -> Result<usize> {
         Ok(usize::from(u16::from_be_bytes(self.be()?)))
     }
 
@@ -198,32 +199,6 @@ impl<'a> Reader<'a> {
         Ok(Some(String::from_utf16_lossy(&units)))
     }
 
-    /// Fast path: a single-chunk string whose data is all ASCII (interface and method names,
-    /// most attachments) is copied straight out; anything else returns `None`, consuming nothing.
-    fn ascii_string(&mut self) -> Option<String> {
-        let code = self.peek()?;
-        let (head, len) = match code {
-            0x00..=0x1f => (1, usize::from(code)),
-            0x30..=0x33 => (
-                2,
-                (usize::from(code - 0x30) << 8) | usize::from(*self.buf.get(self.pos + 1)?),
-            ),
-            b'S' => {
-                let b = self.buf.get(self.pos + 1..self.pos + 3)?;
-                (3, usize::from(u16::from_be_bytes([b[0], b[1]])))
-            }
-            _ => return None,
-        };
-        let start = self.pos + head;
-        let data = self.buf.get(start..start.checked_add(len)?)?;
-        if !data.is_ascii() {
-            return None;
-        }
-        let s = std::str::from_utf8(data).ok()?.to_owned();
-        self.pos = start + len;
-        Some(s)
-    }
-
     /// Reads a string (a null is an error).
     pub fn read_string(&mut self) -> Result<String> {
         match self.read_opt_string()? {
@@ -233,75 +208,6 @@ impl<'a> Reader<'a> {
                 self.err("expected a string, got null")
             }
         }
-    }
-
-    /// Reads (into `out`) or skips the chunks of one string.
-    fn string_chunks(&mut self, mut out: Option<&mut Vec<u16>>) -> Result<()> {
-        loop {
-            let code = self.byte()?;
-            let (len, last) = match code {
-                0x00..=0x1f => (usize::from(code), true),
-                0x30..=0x33 => (
-                    (usize::from(code - 0x30) << 8) | usize::from(self.byte()?),
-                    true,
-                ),
-                b'S' => (self.u16()?, true),
-                b'R' => (self.u16()?, false),
-                _ => {
-                    self.pos -= 1;
-                    return self.err("expected a string");
-                }
-            };
-            self.utf8_units(len, out.as_deref_mut())?;
-            if last {
-                return Ok(());
-            }
-        }
-    }
-
-    /// Consumes `units` UTF-16 code units of UTF-8 data.
-    fn utf8_units(&mut self, mut units: usize, mut out: Option<&mut Vec<u16>>) -> Result<()> {
-        while units > 0 {
-            let b0 = self.byte()?;
-            let (extra, init) = match b0 {
-                0x00..=0x7f => (0, u32::from(b0)),
-                0xc0..=0xdf => (1, u32::from(b0 & 0x1f)),
-                0xe0..=0xef => (2, u32::from(b0 & 0x0f)),
-                0xf0..=0xf7 => (3, u32::from(b0 & 0x07)),
-                _ => {
-                    self.pos -= 1;
-                    return self.err("invalid UTF-8 lead byte");
-                }
-            };
-            let mut cp = init;
-            for _ in 0..extra {
-                let b = self.byte()?;
-                if b & 0xc0 != 0x80 {
-                    self.pos -= 1;
-                    return self.err("invalid UTF-8 continuation byte");
-                }
-                cp = (cp << 6) | u32::from(b & 0x3f);
-            }
-            if extra == 3 {
-                if units < 2 || !(0x1_0000..=0x10_ffff).contains(&cp) {
-                    return self.err("invalid 4-byte UTF-8 sequence in string");
-                }
-                units -= 2;
-                if let Some(out) = out.as_deref_mut() {
-                    let v = cp - 0x1_0000;
-                    // Both halves fit in u16 by construction (v < 2^20).
-                    out.push(0xd800 | (v >> 10) as u16);
-                    out.push(0xdc00 | (v & 0x3ff) as u16);
-                }
-            } else {
-                units -= 1;
-                if let Some(out) = out.as_deref_mut() {
-                    // One to three bytes encode at most 16 bits.
-                    out.push(cp as u16);
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Reads or skips the chunks of one binary value.

@@ -450,3 +450,28 @@ fn descriptors() {
         assert_eq!(count_params(bad), None, "{bad}");
     }
 }
+
+#[test]
+fn frame_len_hint_from_the_header() {
+    let req = golden!("request_sayhello");
+    let c = codec();
+    // Known as soon as the 16-byte header is in, whatever else has arrived.
+    for cut in [16, 17, req.len() - 1, req.len()] {
+        assert_eq!(c.frame_len(&req[..cut]), Some(req.len()), "cut at {cut}");
+    }
+    assert_eq!(c.frame_len(&req[..15]), None);
+    // No hint for what decode refuses: bad magic, above the maximum, negative length.
+    let mut bad = req.clone();
+    bad[0] = 0;
+    assert_eq!(c.frame_len(&bad), None);
+    let small = DubboCodec::new(
+        Side::Downstream,
+        CodecOptions {
+            max_message_size: req.len() - 1,
+        },
+    );
+    assert_eq!(small.frame_len(&req), None);
+    let mut neg = req.clone();
+    neg[12] = 0x80;
+    assert_eq!(c.frame_len(&neg), None);
+}

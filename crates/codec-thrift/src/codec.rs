@@ -348,6 +348,21 @@ impl Codec for ThriftCodec {
         }
     }
 
+    fn frame_len(&self, buf: &[u8]) -> Option<usize> {
+        match buf {
+            // Unframed: the length is known only once the message is parsed.
+            [0x80, ..] | [compact::PROTOCOL_ID, ..] => None,
+            // Framed and THeader: a 4-byte length before the frame.
+            [a, b, c, d, ..] => {
+                let total = usize::try_from(u32::from_be_bytes([*a, *b, *c, *d]))
+                    .ok()?
+                    .checked_add(4)?;
+                (total <= self.max_size).then_some(total)
+            }
+            _ => None,
+        }
+    }
+
     fn encode(&mut self, frame: &mut Frame, mutation: &Mutation) -> Result<(), CodecError> {
         if mutation.is_empty() {
             return Ok(());

@@ -502,3 +502,24 @@ proptest! {
         prop_assert_eq!(&f.bytes, &whole[0].bytes);
     }
 }
+
+#[test]
+fn frame_len_hint_for_framed_and_theader_only() {
+    let msg = binary("sayHello", 1, 7, &[0]);
+    let c = codec(Side::Downstream);
+    let fr = framed(&msg);
+    assert_eq!(c.frame_len(&fr[..4]), Some(fr.len()));
+    assert_eq!(c.frame_len(&fr), Some(fr.len()));
+    assert_eq!(c.frame_len(&fr[..3]), None);
+    let th = theader(0, 7, &[("k", "v")], &msg);
+    assert_eq!(c.frame_len(&th[..5]), Some(th.len()));
+    // Unframed binary and compact: the length is not declared up front.
+    assert_eq!(c.frame_len(&msg), None);
+    assert_eq!(c.frame_len(&compact("sayHello", 1, 7, &[0])), None);
+    // Above the maximum: no hint (decode reports the error).
+    let huge = ((MAX as u32) + 1).to_be_bytes();
+    assert_eq!(
+        c.frame_len(&[huge[0], huge[1], huge[2], huge[3], 0x80]),
+        None
+    );
+}

@@ -109,6 +109,7 @@ impl CodecError {
 /// - [`Codec::decode`] consumes exactly one whole frame from the front of `buf` and returns it,
 ///   original bytes untouched; or returns `Ok(None)` and consumes nothing when more bytes are
 ///   needed. It decodes only what routing needs.
+/// - [`Codec::frame_len`] may say how long the frame being received is (a buffer-size hint).
 /// - [`Codec::encode`] writes a mutation into a frame's bytes; with an empty mutation it must leave
 ///   the bytes as they are.
 /// - [`Codec::set_request_id`] rewrites the correlation id inside the bytes (and `meta`).
@@ -117,6 +118,17 @@ impl CodecError {
 pub trait Codec: Send + 'static {
     /// Decodes the next whole frame at the front of `buf`, splitting its bytes off `buf`.
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, CodecError>;
+
+    /// Total length of the frame at the front of `buf` (header included), if the bytes there
+    /// already say it: a hint that lets the core size its read buffer for the whole frame once
+    /// instead of growing it while a large frame arrives. `None` (the default) when the length
+    /// is not known yet or the protocol does not declare it up front (unframed Thrift). Only a
+    /// hint: [`Codec::decode`] remains the judge of validity and limits; a codec returns `None`
+    /// rather than a length above [`CodecOptions::max_message_size`].
+    fn frame_len(&self, buf: &[u8]) -> Option<usize> {
+        let _ = buf;
+        None
+    }
 
     /// Applies `mutation` to `frame` (request attachments, response attachments, THeader headers).
     /// Codecs whose protocol has no place for key/values return an `Unsupported` error for a

@@ -194,6 +194,23 @@ pub async fn serve(l: Arc<ListenerShared>, stream: TcpStream) {
     l.metrics.cx_active.dec();
 }
 
+/// Most bytes reserved ahead of their arrival on a codec's word (a larger frame still grows
+/// the buffer as it comes), so a header alone cannot make the proxy allocate megabytes.
+const MAX_RESERVE_AHEAD: usize = 1024 * 1024;
+
+/// Makes room in `buf` for the rest of the partly received frame at its front, when the codec
+/// knows its length: one allocation per large frame instead of doubling (and copying) the
+/// buffer several times while it arrives.
+fn reserve_frame(codec: &dyn Codec, buf: &mut BytesMut) {
+    if buf.is_empty() {
+        return;
+    }
+    if let Some(total) = codec.frame_len(buf) {
+        let missing = total.saturating_sub(buf.len()).min(MAX_RESERVE_AHEAD);
+        buf.reserve(missing);
+    }
+}
+
 /// Decodes and handles every whole frame in `buf`. A decode error answers the offending request
 /// if the codec identified it, and stops the connection.
 fn process(conn: &Arc<Conn>, buf: &mut BytesMut, tasks: &mut JoinSet<()>) -> Result<(), Stop> {
@@ -202,7 +219,10 @@ fn process(conn: &Arc<Conn>, buf: &mut BytesMut, tasks: &mut JoinSet<()>) -> Res
     loop {
         let frame = match codec.decode(buf) {
             Ok(Some(f)) => f,
-            Ok(None) => return Ok(()),
+            Ok(None) => {
+                reserve_frame(codec.as_ref(), buf);
+                return Ok(());
+            }
             Err(e) => {
                 conn.l.metrics.decode_errors_downstream.inc();
                 tracing::debug!(listener = %conn.l.name, "downstream decode error: {e}");

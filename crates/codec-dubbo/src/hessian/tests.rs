@@ -1,6 +1,7 @@
 //! Hand-written Hessian 2 vectors (forms hessian.js does not write), errors and the writer.
 
 use super::encode::{write_int, write_string, write_string_map};
+use super::string::ascii_prefix_len;
 use super::{MAX_DEPTH, Reader, Value};
 
 fn read(b: &[u8]) -> Value {
@@ -236,4 +237,112 @@ fn writer_round_trips() {
     let mut out = Vec::new();
     write_string_map(&mut out, [("k", "v")]);
     assert_eq!(out, b"\x48\x01k\x01v\x5a"); // Caucho's {k=v}
+}
+
+/// Raw (non-chunk-split) string encodings: a final `S` chunk of `units` units over `data`.
+fn s_chunk(out: &mut Vec<u8>, code: u8, units: usize, data: &[u8]) {
+    out.push(code);
+    out.extend_from_slice(&u16::try_from(units).unwrap().to_be_bytes());
+    out.extend_from_slice(data);
+}
+
+#[test]
+fn ascii_prefix_finds_the_first_non_ascii_byte() {
+    for len in (0..48).chain([255, 256, 257, 511, 512, 600]) {
+        let all = vec![b'a'; len];
+        assert_eq!(ascii_prefix_len(&all), len, "all ASCII, length {len}");
+        for at in 0..len {
+            for high in [0x80u8, 0xc3, 0xff] {
+                let mut b = all.clone();
+                b[at] = high;
+                // Later non-ASCII bytes must not matter.
+                if at + 9 < len {
+                    b[at + 9] = 0xe4;
+                }
+                assert_eq!(ascii_prefix_len(&b), at, "length {len}, {high:#x} at {at}");
+            }
+        }
+    }
+}
+
+#[test]
+fn long_ascii_strings_read_and_skip_exactly() {
+    // One chunk of every length around the word size, and a 120 KB chunked string.
+    for n in (0..70).chain([1023, 1024, 0xffff]) {
+        let text = "q".repeat(n);
+        let mut out = Vec::new();
+        write_string(&mut out, &text);
+        out.push(b'T'); // what follows must stay unread
+        let mut r = Reader::new(&out);
+        assert_eq!(r.read_string().unwrap(), text);
+        assert_eq!(r.peek(), Some(b'T'), "read of {n} units overran");
+        let mut r = Reader::new(&out);
+        r.skip_value().unwrap();
+        assert_eq!(r.peek(), Some(b'T'), "skip of {n} units overran");
+    }
+    let big = "w".repeat(120 * 1024);
+    let mut out = Vec::new();
+    write_string(&mut out, &big);
+    assert_eq!(read(&out), s(&big));
+    // The length counts units, not bytes: ASCII data beyond the count is not the string's.
+    let mut out = Vec::new();
+    s_chunk(&mut out, b'S', 20, &[b'a'; 40]);
+    let mut r = Reader::new(&out);
+    assert_eq!(r.read_string().unwrap(), "a".repeat(20));
+    assert_eq!(r.pos(), 23);
+}
+
+#[test]
+fn mixed_multi_byte_strings_round_trip() {
+    // ASCII runs of every length up to two words between 2-, 3- and 4-byte characters.
+    let mut text = String::new();
+    for (i, c) in ['é', '中', '😀', 'ß', '€']
+        .iter()
+        .cycle()
+        .take(60)
+        .enumerate()
+    {
+        text.push_str(&"k".repeat(i % 19));
+        text.push(*c);
+    }
+    let mut out = Vec::new();
+    write_string(&mut out, &text);
+    assert_eq!(read(&out), s(&text));
+    // Real 4-byte UTF-8 (not CESU-8) inside ASCII runs, split over chunks mid-run.
+    let units = |t: &str| t.encode_utf16().count();
+    let (a, b) = (
+        format!("{}😀{}", "x".repeat(13), "y".repeat(5)),
+        "z".repeat(21),
+    );
+    let mut out = Vec::new();
+    s_chunk(&mut out, b'R', units(&a), a.as_bytes());
+    s_chunk(&mut out, b'S', units(&b), b.as_bytes());
+    assert_eq!(read(&out), s(&format!("{a}{b}")));
+}
+
+#[test]
+fn bad_or_truncated_strings_fail_without_panic() {
+    let mut text = "p".repeat(40);
+    text.push_str("é中😀");
+    text.push_str(&"r".repeat(0x10000));
+    let mut out = Vec::new();
+    write_string(&mut out, &text);
+    for cut in (0..out.len()).step_by(97).chain(out.len() - 20..out.len()) {
+        fails(&out[..cut]);
+    }
+    // A 4-byte character after an ASCII run with one unit left.
+    let mut bad = Vec::new();
+    s_chunk(&mut bad, b'S', 10, b"abcdefghi\xf0\x9f\x98\x80");
+    fails(&bad);
+    // A bad continuation byte and a bad lead byte after long ASCII runs.
+    let mut bad = Vec::new();
+    s_chunk(&mut bad, b'S', 18, b"abcdefghijklmnopq\xc3\x41");
+    fails(&bad);
+    let mut bad = Vec::new();
+    s_chunk(&mut bad, b'S', 25, b"abcdefghijklmnopqrstuvwx\xff");
+    fails(&bad);
+    // A count larger than the data, all ASCII.
+    let mut bad = Vec::new();
+    s_chunk(&mut bad, b'S', 100, &[b'a'; 64]);
+    fails(&bad);
 }
