@@ -31,6 +31,7 @@ mod health;
 mod io;
 pub mod lb;
 mod listener;
+mod locality;
 pub mod metrics;
 mod router;
 mod upstream;
@@ -191,6 +192,8 @@ impl Engine {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let mut config = config;
+        locality::assign_all(config.node_locality.as_ref(), &mut config.clusters);
         let metrics = Arc::new(Metrics::new());
         let clusters = Arc::new(ArcSwap::from_pointee(build_clusters(
             &config.clusters,
@@ -277,9 +280,10 @@ impl Engine {
     /// endpoints, is kept (with its balancer state and upstream connections).
     pub async fn update_clusters(
         &self,
-        clusters: Vec<meta_config::Cluster>,
+        mut clusters: Vec<meta_config::Cluster>,
     ) -> Result<(), EngineError> {
         let _guard = self.update.lock().await;
+        locality::assign_all(self.config.load().node_locality.as_ref(), &mut clusters);
         let current = self.clusters.load_full();
         let map = build_clusters(&clusters, &current, &self.metrics)?;
         for (name, c) in &map {
