@@ -11,7 +11,8 @@
 //! Request path: accept → per connection a task decodes frames (pipelined) → heartbeat answered
 //! locally, requests run the [`filter`] chain then the router (`router`: first matching route,
 //! fault delay/abort, weighted cluster split, circuit-breaker admission, load balancer over the
-//! endpoints outlier detection has not ejected, by priority level (`health`), attempts with
+//! endpoints outlier detection has not ejected, by priority level (`health`; in locality-aware
+//! clusters the levels come from the proxy's `node.locality`, `locality`), attempts with
 //! per-try timeouts and retries on other hosts within the route timeout) → a shared upstream connection per (cluster, endpoint, protocol
 //! variant) rewrites request ids so that many clients multiplex on it → the response gets its
 //! original id back and is written by the connection's single writer. Every failure is answered
