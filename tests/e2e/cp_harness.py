@@ -263,8 +263,10 @@ class ControlPlane:
 # ----------------------------------------------------------------------------- proxies bootstrapped over ADS
 
 
-def ads_bootstrap(node_id: str, xds_port: int, admin_port: int, envoy: bool = False) -> dict:
-    """An Envoy-style ADS bootstrap: node, admin, LDS/CDS on ADS, static gRPC cluster `xds-grpc`."""
+def ads_bootstrap(node_id: str, xds_port: int, admin_port: int, envoy: bool = False,
+                  locality: dict | None = None) -> dict:
+    """An Envoy-style ADS bootstrap: node (with `locality` {region, zone, sub_zone} if given), admin,
+    LDS/CDS on ADS, static gRPC cluster `xds-grpc`."""
     cluster: dict = {
         "name": "xds-grpc",
         "type": "STATIC",
@@ -282,8 +284,11 @@ def ads_bootstrap(node_id: str, xds_port: int, admin_port: int, envoy: bool = Fa
                 "explicit_http_config": {"http2_protocol_options": {}},
             }
         }
+    node = {"id": node_id, "cluster": node_id.split("~")[2].split(".")[0] if "~" in node_id else "e2e"}
+    if locality:
+        node["locality"] = locality
     return {
-        "node": {"id": node_id, "cluster": node_id.split("~")[2].split(".")[0] if "~" in node_id else "e2e"},
+        "node": node,
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": int(admin_port)}}},
         "dynamic_resources": {
             "ads_config": {
@@ -307,14 +312,15 @@ class AdsProxy:
     """meta-proxy (or Envoy) on an ADS bootstrap. Starting does NOT wait for config: use
     wait_listening() (the VIP listener came over LDS) or the control plane's status."""
 
-    def __init__(self, name: str, xds_port: int, envoy: bool = False):
+    def __init__(self, name: str, xds_port: int, envoy: bool = False, locality: dict | None = None):
         self.node_id = node_id(name)
         self.envoy = envoy
         self.admin_port = free_port()
         self.admin_url = f"http://127.0.0.1:{self.admin_port}"
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         self.config_path = LOG_DIR / f"{os.getpid()}-{name}-bootstrap.yaml"
-        self.config_path.write_text(yaml.safe_dump(ads_bootstrap(self.node_id, xds_port, self.admin_port, envoy),
+        self.config_path.write_text(yaml.safe_dump(ads_bootstrap(self.node_id, xds_port, self.admin_port, envoy,
+                                                                 locality),
                                                    sort_keys=False))
         if envoy:
             args = [ENVOY_BIN, "-c", self.config_path, "--disable-hot-restart", "--concurrency", "1",

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use aeraki_model::{
-    ConnectionPool, HashAlgorithm, LoadBalancer, OutlierDetection, SimpleLb, TrafficPolicy,
+    ConnectionPool, HashAlgorithm, LoadBalancer, LocalityLb, OutlierDetection, SimpleLb,
+    TrafficPolicy,
 };
 
 use crate::error::Diag;
@@ -28,9 +29,16 @@ impl Policy {
     }
 }
 
-/// Field-by-field override, as Istio merges policies.
+/// Field-by-field override, as Istio merges policies (`localityLbSetting` is part of
+/// `loadBalancer`: an overriding `loadBalancer` replaces it too).
 pub fn merge(base: &TrafficPolicy, over: &TrafficPolicy) -> TrafficPolicy {
+    let locality = if over.load_balancer.is_some() || over.locality.is_some() {
+        over.locality.clone()
+    } else {
+        base.locality.clone()
+    };
     TrafficPolicy {
+        locality,
         load_balancer: over
             .load_balancer
             .clone()
@@ -43,6 +51,26 @@ pub fn merge(base: &TrafficPolicy, over: &TrafficPolicy) -> TrafficPolicy {
             .outlier_detection
             .clone()
             .or_else(|| base.outlier_detection.clone()),
+    }
+}
+
+/// Istio applies locality failover only when outlier detection is set (nothing would eject
+/// an endpoint otherwise): drops `locality` without it.
+pub fn effective(mut p: TrafficPolicy) -> TrafficPolicy {
+    if p.outlier_detection.is_none() {
+        p.locality = None;
+    }
+    p
+}
+
+/// Warns at `path` when `p` (an effective policy) sets locality failover without outlier
+/// detection.
+pub fn warn_locality_without_outlier(d: &mut Diag, path: &str, p: &TrafficPolicy) {
+    if p.locality.is_some() && p.outlier_detection.is_none() {
+        d.warn(
+            path,
+            "localityLbSetting has no effect without outlierDetection (as in Istio)",
+        );
     }
 }
 
@@ -107,6 +135,9 @@ fn parts(
         check_tls(d, &format!("{p}.tls"), tls);
     }
     TrafficPolicy {
+        locality: lb
+            .and_then(|lb| lb.locality_lb_setting.as_ref())
+            .and_then(|l| locality(d, &format!("{p}.loadBalancer.localityLbSetting"), l)),
         load_balancer: lb.and_then(|lb| load_balancer(d, &format!("{p}.loadBalancer"), lb)),
         connection_pool: cp.map(|cp| connection_pool(d, &format!("{p}.connectionPool"), cp)),
         outlier_detection: od.map(|od| outlier(d, &format!("{p}.outlierDetection"), od)),
@@ -148,12 +179,6 @@ fn check_tls(d: &mut Diag, p: &str, tls: &t::TlsSettings) {
 }
 
 fn load_balancer(d: &mut Diag, p: &str, lb: &t::LoadBalancerSettings) -> Option<LoadBalancer> {
-    if lb.locality_lb_setting.is_some() {
-        d.err(
-            format!("{p}.localityLbSetting"),
-            "locality load balancing is not supported",
-        );
-    }
     if lb.warmup_duration_secs.is_some() {
         d.err(
             format!("{p}.warmupDurationSecs"),
@@ -185,6 +210,43 @@ fn load_balancer(d: &mut Diag, p: &str, lb: &t::LoadBalancerSettings) -> Option<
         (None, Some(ch)) => consistent_hash(d, &format!("{p}.consistentHash"), ch),
         (None, None) => None,
     }
+}
+
+/// `localityLbSetting`: `None` when disabled (`enabled: false`).
+fn locality(d: &mut Diag, p: &str, l: &t::LocalityLbSetting) -> Option<LocalityLb> {
+    if l.distribute.is_some() {
+        d.err(format!("{p}.distribute"), "not supported");
+    }
+    if l.failover_priority.is_some() {
+        d.err(format!("{p}.failoverPriority"), "not supported");
+    }
+    let mut failover = Vec::new();
+    for (i, f) in l.failover.iter().enumerate() {
+        let fp = format!("{p}.failover[{i}]");
+        let mut region = |name: &str, v: &Option<String>| match v.as_deref() {
+            Some(r) if !r.is_empty() && !r.contains('/') => Some(r.to_owned()),
+            Some(r) if r.contains('/') => {
+                d.err(
+                    format!("{fp}.{name}"),
+                    format!("{r:?} must be a region (no '/')"),
+                );
+                None
+            }
+            _ => {
+                d.err(format!("{fp}.{name}"), "required: a region");
+                None
+            }
+        };
+        let (from, to) = (region("from", &f.from), region("to", &f.to));
+        if let (Some(from), Some(to)) = (from, to) {
+            if from == to {
+                d.err(&fp, format!("from and to are the same region {from:?}"));
+            } else {
+                failover.push((from, to));
+            }
+        }
+    }
+    l.enabled.unwrap_or(true).then_some(LocalityLb { failover })
 }
 
 fn consistent_hash(d: &mut Diag, p: &str, ch: &t::ConsistentHash) -> Option<LoadBalancer> {

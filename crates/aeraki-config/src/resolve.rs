@@ -9,7 +9,7 @@ use aeraki_model::{
 };
 
 use crate::error::{ConfigError, Diag};
-use crate::policy::{merge, non_empty};
+use crate::policy::{effective, merge, non_empty};
 use crate::protocol::Detected;
 use crate::sources::{ServiceSource, sources};
 use crate::store::Store;
@@ -234,11 +234,11 @@ pub fn resolve(store: &Store, v: &Validated) -> (MeshView, Vec<ConfigError>, Vec
                                 SubsetView {
                                     name: name.clone(),
                                     labels: labels.clone(),
-                                    traffic_policy: non_empty(merge(&top, &own)),
+                                    traffic_policy: non_empty(effective(merge(&top, &own))),
                                 }
                             })
                             .collect();
-                        (non_empty(top), subsets)
+                        (non_empty(effective(top)), subsets)
                     }
                 };
                 let router = if matches!(protocol, Protocol::MetaProtocol { .. }) {

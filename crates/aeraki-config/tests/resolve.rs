@@ -191,6 +191,7 @@ spec:
         ..Default::default()
     };
     let top = TrafficPolicy {
+        locality: None,
         load_balancer: Some(LoadBalancer::Simple(SimpleLb::RoundRobin)),
         connection_pool: Some(pool.clone()),
         outlier_detection: Some(outlier.clone()),
@@ -202,6 +203,7 @@ spec:
     assert_eq!(
         s[0].subsets[0].traffic_policy,
         Some(TrafficPolicy {
+            locality: None,
             load_balancer: Some(LoadBalancer::ConsistentHash {
                 key: "method".into(),
                 algorithm: HashAlgorithm::Maglev { table_size: 101 },

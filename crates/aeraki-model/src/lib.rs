@@ -137,6 +137,18 @@ pub struct TrafficPolicy {
     pub load_balancer: Option<LoadBalancer>,
     pub connection_pool: Option<ConnectionPool>,
     pub outlier_detection: Option<OutlierDetection>,
+    /// `loadBalancer.localityLbSetting` when enabled (and outlier detection is set: Istio
+    /// applies locality failover only then).
+    pub locality: Option<LocalityLb>,
+}
+
+/// `loadBalancer.localityLbSetting` (enabled): the proxy orders endpoints by locality
+/// (same region/zone/sub-zone first), client-side from its own `node.locality`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LocalityLb {
+    /// `failover[]` as (from region, to region): a proxy in `from` prefers `to` after its own
+    /// region, before any other region.
+    pub failover: Vec<(String, String)>,
 }
 
 /// `trafficPolicy.loadBalancer`.

@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use aeraki_model::resources::{CLUSTER, ENDPOINT};
 use aeraki_model::{
-    ConnectionPool, EndpointView, HashAlgorithm, LoadBalancer, OutlierDetection, Resolution,
-    ServiceView, SimpleLb, TrafficPolicy, outbound_cluster_name,
+    ConnectionPool, EndpointView, HashAlgorithm, LoadBalancer, LocalityLb, OutlierDetection,
+    Resolution, ServiceView, SimpleLb, TrafficPolicy, outbound_cluster_name,
 };
 use envoy_types::pb::envoy::config::cluster::v3::circuit_breakers::Thresholds;
+use envoy_types::pb::envoy::config::cluster::v3::cluster::common_lb_config::LocalityConfigSpecifier;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
     ClusterDiscoveryType, CommonLbConfig, DiscoveryType, DnsLookupFamily, EdsClusterConfig,
     LbConfig, LbPolicy, MaglevLbConfig, RingHashLbConfig,
@@ -27,7 +28,8 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
 };
 use envoy_types::pb::envoy::r#type::v3::Percent;
-use envoy_types::pb::google::protobuf::UInt64Value;
+use envoy_types::pb::google::protobuf::value::Kind;
+use envoy_types::pb::google::protobuf::{ListValue, Struct, UInt64Value, Value as PbValue};
 
 use aeraki_model::Protocol;
 use aeraki_model::resources::Flavor;
@@ -264,6 +266,62 @@ fn apply_policy(
             ..Default::default()
         });
     }
+    if let Some(l) = &policy.locality {
+        locality_lb(cx, svc, name, c, l);
+    }
+}
+
+/// Key of the locality failover list in the cluster's `metadata.filter_metadata`.
+pub(crate) const LOCALITY_METADATA: &str = "aeraki.locality";
+
+/// Locality failover: meta-proxy computes each endpoint's priority from its own
+/// `node.locality`, so the cluster only carries a marker (`common_lb_config.
+/// zone_aware_lb_config {}`) and the failover list (`metadata.filter_metadata
+/// ["aeraki.locality"] {failover: [{from, to}]}`). Stock Envoy needs per-proxy EDS priorities,
+/// which one shared snapshot cannot express.
+fn locality_lb(cx: &mut Cx<'_>, svc: &ServiceView, name: &str, c: &mut Cluster, l: &LocalityLb) {
+    if cx.flavor == Flavor::Envoy {
+        cx.warn(format!(
+            "{}: cluster {name}: loadBalancer.localityLbSetting: locality failover needs \
+             per-proxy priorities; not expressed for Envoy",
+            svc_id(svc)
+        ));
+        return;
+    }
+    c.common_lb_config
+        .get_or_insert_with(Default::default)
+        .locality_config_specifier = Some(LocalityConfigSpecifier::ZoneAwareLbConfig(
+        Default::default(),
+    ));
+    if l.failover.is_empty() {
+        return;
+    }
+    let text = |s: &str| PbValue {
+        kind: Some(Kind::StringValue(s.to_owned())),
+    };
+    let failover = l
+        .failover
+        .iter()
+        .map(|(from, to)| PbValue {
+            kind: Some(Kind::StructValue(Struct {
+                fields: [("from".to_owned(), text(from)), ("to".to_owned(), text(to))]
+                    .into_iter()
+                    .collect(),
+            })),
+        })
+        .collect();
+    let list = PbValue {
+        kind: Some(Kind::ListValue(ListValue { values: failover })),
+    };
+    c.metadata
+        .get_or_insert_with(Default::default)
+        .filter_metadata
+        .insert(
+            LOCALITY_METADATA.to_owned(),
+            Struct {
+                fields: [("failover".to_owned(), list)].into_iter().collect(),
+            },
+        );
 }
 
 fn connection_pool(

@@ -329,6 +329,7 @@ fn warning_texts() {
     brpc.host = "brpc.x".into();
     let mut pooled = svc("dubbo");
     pooled.traffic_policy = Some(TrafficPolicy {
+        locality: None,
         load_balancer: Some(LoadBalancer::Simple(SimpleLb::Passthrough)),
         connection_pool: Some(ConnectionPool {
             max_requests_per_connection: Some(1),
@@ -472,6 +473,7 @@ fn unknown_type_renders_an_error_not_a_panic() {
 fn outlier_detection_panic_threshold_defaults_to_istio_zero() {
     let mut s = svc("dubbo");
     s.traffic_policy = Some(TrafficPolicy {
+        locality: None,
         load_balancer: None,
         connection_pool: None,
         outlier_detection: Some(aeraki_model::OutlierDetection {
@@ -509,4 +511,39 @@ fn outlier_detection_panic_threshold_defaults_to_istio_zero() {
         let want = if name.ends_with("|min.x") { 30.0 } else { 0.0 };
         assert_eq!(v, json!(want), "{name}");
     }
+}
+
+#[test]
+fn locality_failover_marks_meta_proxy_clusters_and_warns_for_envoy() {
+    let mut s = svc("dubbo");
+    s.traffic_policy = Some(TrafficPolicy {
+        locality: Some(LocalityLb {
+            failover: vec![("r1".into(), "r3".into())],
+        }),
+        load_balancer: None,
+        connection_pool: None,
+        outlier_detection: Some(aeraki_model::OutlierDetection {
+            consecutive_gateway_errors: Some(1),
+            ..Default::default()
+        }),
+    });
+    let (out, warnings) = run(&view(vec![s.clone()]), Flavor::MetaProxy);
+    assert_eq!(warnings, Vec::<String>::new());
+    let c = &out[CLUSTER][format!("outbound|20880||{H}")];
+    assert_eq!(c["common_lb_config"]["zone_aware_lb_config"], json!({}));
+    assert_eq!(
+        c["metadata"]["filter_metadata"]["aeraki.locality"],
+        json!({"failover": [{"from": "r1", "to": "r3"}]})
+    );
+    let (out, warnings) = run(&view(vec![s]), Flavor::Envoy);
+    let c = &out[CLUSTER][format!("outbound|20880||{H}")];
+    assert!(c["common_lb_config"].get("zone_aware_lb_config").is_none());
+    assert!(c.get("metadata").is_none());
+    assert_eq!(
+        warnings,
+        [format!(
+            "{PREFIX}: cluster outbound|20880||{H}: loadBalancer.localityLbSetting: locality \
+             failover needs per-proxy priorities; not expressed for Envoy"
+        )]
+    );
 }

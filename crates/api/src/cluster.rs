@@ -30,6 +30,7 @@ pub(crate) fn cluster(c: &View, ads: bool) -> Result<Cluster, ConfigError> {
         "circuit_breakers",
         "outlier_detection",
         "common_lb_config",
+        "metadata",
     ])?;
     let name = c.str("name");
     if name.is_empty() {
@@ -115,6 +116,7 @@ pub(crate) fn cluster(c: &View, ads: bool) -> Result<Cluster, ConfigError> {
         circuit_breakers: health::circuit_breakers(c.msg("circuit_breakers"))?,
         outlier_detection: health::outlier_detection(c.msg("outlier_detection"))?,
         healthy_panic_threshold: health::healthy_panic_threshold(c.msg("common_lb_config"))?,
+        locality_lb: locality::locality_lb(c)?,
     })
 }
 
@@ -250,12 +252,18 @@ pub(crate) fn load_assignment(
     la.only(&["cluster_name", "endpoints"])?;
     let mut endpoints = Vec::new();
     for locality in la.list("endpoints") {
-        // `locality` is a label only (no locality-weighted balancing); `priority` orders
-        // failover.
+        // `priority` orders failover; `locality` feeds locality-aware clusters (no
+        // locality-weighted balancing).
         locality.only(&["lb_endpoints", "locality", "priority"])?;
         let priority = locality.u32("priority");
+        let place = locality
+            .msg("locality")
+            .map(|l| locality::locality(&l))
+            .transpose()?;
         for lbe in locality.list("lb_endpoints") {
-            endpoints.push(endpoint(&lbe, discovery, priority)?);
+            let mut e = endpoint(&lbe, discovery, priority)?;
+            e.locality = place.clone();
+            endpoints.push(e);
         }
     }
     Ok(endpoints)
@@ -302,10 +310,12 @@ fn endpoint(lbe: &View, discovery: DiscoveryType, priority: u32) -> Result<Endpo
         port,
         weight,
         priority,
+        locality: None,
     })
 }
 
 mod health;
+pub(crate) mod locality;
 
 #[cfg(test)]
 mod tests;

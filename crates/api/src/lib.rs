@@ -143,6 +143,8 @@ fn view_of<M: Message>(m: &M, name: &str, path: &str) -> Result<View, ConfigErro
 }
 
 #[cfg(test)]
+mod locality_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod xds_tests;

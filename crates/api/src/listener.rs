@@ -18,9 +18,13 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 8 * 1024 * 1024;
 
 pub(crate) fn bootstrap(b: &View) -> Result<meta_config::Bootstrap, ConfigError> {
     b.only(&["node", "admin", "static_resources", "dynamic_resources"])?;
+    let node_locality = match b.msg("node").and_then(|n| n.msg("locality")) {
+        Some(l) => Some(crate::cluster::locality::locality(&l)?),
+        None => None,
+    };
     let (node_id, node_cluster, node_metadata) = match b.msg("node") {
         Some(node) => {
-            node.only(&["id", "cluster", "metadata"])?;
+            node.only(&["id", "cluster", "metadata", "locality"])?;
             let metadata = match node.msg("metadata") {
                 Some(m) => Some(
                     serde_json::to_string(&m.msg)
@@ -41,6 +45,10 @@ pub(crate) fn bootstrap(b: &View) -> Result<meta_config::Bootstrap, ConfigError>
         )?),
         None => None,
     };
+    let xds = xds.map(|x| meta_config::XdsConfig {
+        node_locality: node_locality.clone(),
+        ..x
+    });
     let ads = xds.is_some();
     let admin = b.msg("admin").map(|a| admin(&a)).transpose()?;
     let mut listeners = Vec::new();
@@ -79,6 +87,7 @@ pub(crate) fn bootstrap(b: &View) -> Result<meta_config::Bootstrap, ConfigError>
     }
     Ok(meta_config::Bootstrap {
         node_id: Some(node_id).filter(|s| !s.is_empty()),
+        node_locality,
         admin,
         listeners,
         clusters,

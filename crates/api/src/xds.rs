@@ -84,6 +84,7 @@ pub(crate) fn dynamic_resources(
         node_id: node_id.to_owned(),
         node_cluster: node_cluster.to_owned(),
         node_metadata,
+        node_locality: None,
         server_cluster,
         lds,
         cds,

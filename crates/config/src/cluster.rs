@@ -31,6 +31,28 @@ pub struct Cluster {
     /// `common_lb_config.healthy_panic_threshold` in percent: below this share of healthy
     /// endpoints every endpoint is used (0 disables panic mode).
     pub healthy_panic_threshold: f64,
+    /// Locality-aware priorities (`common_lb_config.zone_aware_lb_config` plus the failover
+    /// list in `metadata.filter_metadata["aeraki.locality"]`); `None`: endpoint priorities
+    /// are used as given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locality_lb: Option<LocalityLb>,
+}
+
+/// Locality-aware load balancing: the proxy gives each endpoint a priority from its own
+/// locality (`node.locality`): 0 same region, zone and sub-zone; 1 same region and zone;
+/// 2 same region; then the failover regions in order; then every other endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LocalityLb {
+    /// (from region, to region): a proxy in `from` prefers `to` after its own region.
+    pub failover: Vec<(String, String)>,
+}
+
+/// Where an endpoint or the proxy runs (`envoy.config.core.v3.Locality`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Locality {
+    pub region: String,
+    pub zone: String,
+    pub sub_zone: String,
 }
 
 impl Cluster {
@@ -196,6 +218,10 @@ pub struct Endpoint {
     /// Load-balancing weight (≥ 1).
     pub weight: u32,
     /// Priority level of its locality group (0 highest); traffic fails over to the next level
-    /// when a level has no healthy endpoint.
+    /// when a level has no healthy endpoint. In a locality-aware cluster, computed from the
+    /// proxy's and the endpoint's locality.
     pub priority: u32,
+    /// The locality of its `LocalityLbEndpoints` group, if set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locality: Option<Locality>,
 }

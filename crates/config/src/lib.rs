@@ -13,7 +13,8 @@ mod policy;
 mod route;
 
 pub use cluster::{
-    CircuitBreakers, Cluster, DiscoveryType, Endpoint, LbPolicy, OutlierDetection, RetryBudget,
+    CircuitBreakers, Cluster, DiscoveryType, Endpoint, LbPolicy, Locality, LocalityLb,
+    OutlierDetection, RetryBudget,
 };
 pub use listener::{
     Admin, Bootstrap, DEFAULT_RATE_LIMIT_TIMEOUT, FilterConfig, GlobalRateLimit, Listener,

@@ -12,6 +12,10 @@ use crate::{Cluster, MetadataMatcher, RouteConfig};
 pub struct Bootstrap {
     /// Node id from the bootstrap (`node.id`), if any.
     pub node_id: Option<String>,
+    /// Where this proxy runs (`node.locality`), if set: orders endpoints of locality-aware
+    /// clusters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_locality: Option<crate::Locality>,
     /// Admin server, if configured.
     pub admin: Option<Admin>,
     /// Listeners, each running one MetaProtocol proxy.
@@ -34,6 +38,9 @@ pub struct XdsConfig {
     /// `node.metadata` as JSON text (a `google.protobuf.Struct`), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node_metadata: Option<String>,
+    /// `node.locality` sent to the control plane, if set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_locality: Option<crate::Locality>,
     /// The static cluster (of [`Bootstrap::clusters`]) whose endpoints are the control plane.
     pub server_cluster: String,
     /// Subscribe to listeners (`lds_config` is `ads{}`).

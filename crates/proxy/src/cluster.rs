@@ -195,6 +195,7 @@ mod tests {
 
     fn config(policy: LbPolicy, ports: &[u16]) -> Cluster {
         Cluster {
+            locality_lb: None,
             name: "c".into(),
             discovery: DiscoveryType::Static,
             connect_timeout: Duration::from_secs(1),
@@ -202,6 +203,7 @@ mod tests {
             endpoints: ports
                 .iter()
                 .map(|p| Endpoint {
+                    locality: None,
                     host: "127.0.0.1".into(),
                     port: *p,
                     weight: 1,

@@ -176,12 +176,17 @@ impl Engine {
     pub async fn update_endpoints(
         &self,
         cluster: &str,
-        endpoints: Vec<Endpoint>,
+        mut endpoints: Vec<Endpoint>,
     ) -> Result<bool, EngineError> {
         let _guard = self.update.lock().await;
         let Some(state) = self.clusters.load().get(cluster).cloned() else {
             return Ok(false);
         };
+        crate::locality::assign(
+            self.config.load().node_locality.as_ref(),
+            state.config.locality_lb.as_ref(),
+            &mut endpoints,
+        );
         state.set_static_endpoints(&endpoints)?;
         let mut cfg = (**self.config.load()).clone();
         if let Some(c) = cfg.clusters.iter_mut().find(|c| c.name == cluster) {

@@ -11,7 +11,8 @@
 //! Request path: accept → per connection a task decodes frames (pipelined) → heartbeat answered
 //! locally, requests run the [`filter`] chain then the router (`router`: first matching route,
 //! fault delay/abort, weighted cluster split, circuit-breaker admission, load balancer over the
-//! endpoints outlier detection has not ejected, by priority level (`health`), attempts with
+//! endpoints outlier detection has not ejected, by priority level (`health`; in locality-aware
+//! clusters the levels come from the proxy's `node.locality`, `locality`), attempts with
 //! per-try timeouts and retries on other hosts within the route timeout) → a shared upstream connection per (cluster, endpoint, protocol
 //! variant) rewrites request ids so that many clients multiplex on it → the response gets its
 //! original id back and is written by the connection's single writer. Every failure is answered
@@ -31,6 +32,7 @@ mod health;
 mod io;
 pub mod lb;
 mod listener;
+mod locality;
 pub mod metrics;
 mod router;
 mod upstream;
@@ -191,6 +193,8 @@ impl Engine {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let mut config = config;
+        locality::assign_all(config.node_locality.as_ref(), &mut config.clusters);
         let metrics = Arc::new(Metrics::new());
         let clusters = Arc::new(ArcSwap::from_pointee(build_clusters(
             &config.clusters,
@@ -277,9 +281,10 @@ impl Engine {
     /// endpoints, is kept (with its balancer state and upstream connections).
     pub async fn update_clusters(
         &self,
-        clusters: Vec<meta_config::Cluster>,
+        mut clusters: Vec<meta_config::Cluster>,
     ) -> Result<(), EngineError> {
         let _guard = self.update.lock().await;
+        locality::assign_all(self.config.load().node_locality.as_ref(), &mut clusters);
         let current = self.clusters.load_full();
         let map = build_clusters(&clusters, &current, &self.metrics)?;
         for (name, c) in &map {

@@ -127,6 +127,7 @@ async fn eds_endpoints_replace_in_place_and_keep_upstream_connections() {
         // No endpoints yet: a native error, not a hang.
         assert!(c.call(1, 1, b"x").await.0);
         let ep = |s: std::net::SocketAddr| Endpoint {
+            locality: None,
             host: s.ip().to_string(),
             port: s.port(),
             weight: 1,

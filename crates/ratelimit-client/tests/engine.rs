@@ -86,11 +86,13 @@ async fn call(s: &mut TcpStream, id: u32, cmd: u16) -> Result<String, String> {
 
 fn cluster(name: &str, addr: SocketAddr) -> Cluster {
     Cluster {
+        locality_lb: None,
         name: name.into(),
         discovery: DiscoveryType::Static,
         connect_timeout: Duration::from_secs(1),
         lb_policy: LbPolicy::RoundRobin,
         endpoints: vec![Endpoint {
+            locality: None,
             host: addr.ip().to_string(),
             port: addr.port(),
             weight: 1,
@@ -142,6 +144,7 @@ fn config(deny: bool, clusters: Vec<Cluster>) -> Bootstrap {
         max_message_size: 1 << 20,
     };
     Bootstrap {
+        node_locality: None,
         node_id: None,
         admin: None,
         listeners: vec![Listener {

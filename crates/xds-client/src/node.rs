@@ -1,10 +1,10 @@
 //! The `Node` sent to the control plane, and the first requests of a stream.
 
-use envoy_types::pb::envoy::config::core::v3::{Node, node::UserAgentVersionType};
+use envoy_types::pb::envoy::config::core::v3::{Locality, Node, node::UserAgentVersionType};
 use envoy_types::pb::google::protobuf::{ListValue, Struct, Value, value::Kind};
 use meta_config::XdsConfig;
 
-/// `node` of every request: id, cluster and metadata from the bootstrap, user agent
+/// `node` of every request: id, cluster, metadata and locality from the bootstrap, user agent
 /// `meta-proxy` and this crate's version.
 pub(crate) fn node(x: &XdsConfig) -> Node {
     let metadata = x
@@ -19,6 +19,11 @@ pub(crate) fn node(x: &XdsConfig) -> Node {
         id: x.node_id.clone(),
         cluster: x.node_cluster.clone(),
         metadata,
+        locality: x.node_locality.as_ref().map(|l| Locality {
+            region: l.region.clone(),
+            zone: l.zone.clone(),
+            sub_zone: l.sub_zone.clone(),
+        }),
         user_agent_name: "meta-proxy".into(),
         user_agent_version_type: Some(UserAgentVersionType::UserAgentVersion(
             env!("CARGO_PKG_VERSION").into(),
@@ -54,12 +59,19 @@ mod tests {
             node_id: "n1".into(),
             node_cluster: "c1".into(),
             node_metadata: Some(r#"{"LABELS":{"app":"x"},"N":[1,true,null]}"#.into()),
+            node_locality: Some(meta_config::Locality {
+                region: "r1".into(),
+                zone: "z1".into(),
+                sub_zone: String::new(),
+            }),
             server_cluster: "xds".into(),
             lds: true,
             cds: true,
         };
         let n = node(&x);
         assert_eq!((n.id.as_str(), n.cluster.as_str()), ("n1", "c1"));
+        let l = n.locality.as_ref().expect("node.locality is sent");
+        assert_eq!((l.region.as_str(), l.zone.as_str()), ("r1", "z1"));
         assert_eq!(n.user_agent_name, "meta-proxy");
         assert_eq!(
             n.user_agent_version_type,

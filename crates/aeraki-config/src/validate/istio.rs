@@ -299,6 +299,9 @@ pub fn destination_rule(d: &mut Diag, ns: &str, dr: &t::DestinationRule) -> DrCo
         .traffic_policy
         .as_ref()
         .map(|tp| policy::traffic_policy(d, "spec.trafficPolicy", tp));
+    if let Some(top) = &policy {
+        policy::warn_locality_without_outlier(d, "spec.trafficPolicy", &top.base);
+    }
     let mut names = BTreeSet::new();
     let subsets = dr
         .subsets
@@ -323,6 +326,14 @@ pub fn destination_rule(d: &mut Diag, ns: &str, dr: &t::DestinationRule) -> DrCo
                 .traffic_policy
                 .as_ref()
                 .map(|tp| policy::traffic_policy(d, &format!("{p}.trafficPolicy"), tp));
+            if let Some(own) = &pol {
+                let top = policy.as_ref().map(|t| t.base.clone()).unwrap_or_default();
+                policy::warn_locality_without_outlier(
+                    d,
+                    &format!("{p}.trafficPolicy"),
+                    &policy::merge(&top, &own.base),
+                );
+            }
             (s.name.clone(), s.labels.clone(), pol)
         })
         .collect();

@@ -190,6 +190,7 @@ pub fn default_route() -> MeshView {
 pub fn consistent_hash_subset() -> MeshView {
     let mut svc = service(DUBBO_HOST, 20880, "dubbo", "240.240.0.1");
     let top = TrafficPolicy {
+        locality: None,
         load_balancer: Some(LoadBalancer::Simple(SimpleLb::Random)),
         connection_pool: Some(ConnectionPool {
             max_connections: Some(100),

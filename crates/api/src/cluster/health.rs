@@ -178,7 +178,7 @@ pub(crate) fn healthy_panic_threshold(common: Option<View>) -> Result<f64, Confi
     let Some(common) = common else {
         return Ok(default);
     };
-    common.only(&["healthy_panic_threshold"])?;
+    common.only(&["healthy_panic_threshold", "zone_aware_lb_config"])?;
     Ok(percent(&common, "healthy_panic_threshold")?.unwrap_or(default))
 }
 

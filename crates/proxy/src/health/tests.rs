@@ -15,6 +15,7 @@ use crate::metrics::Metrics;
 
 fn config(ports: &[(u16, u32)]) -> Cluster {
     Cluster {
+        locality_lb: None,
         name: "c".into(),
         discovery: DiscoveryType::Static,
         connect_timeout: Duration::from_secs(1),
@@ -22,6 +23,7 @@ fn config(ports: &[(u16, u32)]) -> Cluster {
         endpoints: ports
             .iter()
             .map(|(port, priority)| Endpoint {
+                locality: None,
                 host: "127.0.0.1".into(),
                 port: *port,
                 weight: 1,

@@ -241,6 +241,7 @@ pub fn to(cluster: &str) -> Destination {
 
 pub fn cluster(name: &str, addrs: &[SocketAddr]) -> Cluster {
     Cluster {
+        locality_lb: None,
         name: name.into(),
         discovery: DiscoveryType::Static,
         connect_timeout: Duration::from_secs(1),
@@ -248,6 +249,7 @@ pub fn cluster(name: &str, addrs: &[SocketAddr]) -> Cluster {
         endpoints: addrs
             .iter()
             .map(|a| Endpoint {
+                locality: None,
                 host: a.ip().to_string(),
                 port: a.port(),
                 weight: 1,
@@ -280,6 +282,7 @@ pub fn proxy(routes: Vec<Route>) -> MetaProtocolProxy {
 
 pub fn bootstrap(proxy: MetaProtocolProxy, clusters: Vec<Cluster>) -> Bootstrap {
     Bootstrap {
+        node_locality: None,
         node_id: None,
         admin: None,
         listeners: vec![Listener {

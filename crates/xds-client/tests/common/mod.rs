@@ -27,6 +27,7 @@ pub fn bootstrap(server: SocketAddr) -> Bootstrap {
     xds_cluster.discovery = DiscoveryType::Static;
     Bootstrap {
         node_id: Some("sidecar~127.0.0.1~test.default~default.svc.cluster.local".into()),
+        node_locality: None,
         admin: None,
         listeners: vec![],
         clusters: vec![xds_cluster],
@@ -34,6 +35,7 @@ pub fn bootstrap(server: SocketAddr) -> Bootstrap {
             node_id: "sidecar~127.0.0.1~test.default~default.svc.cluster.local".into(),
             node_cluster: "test".into(),
             node_metadata: None,
+            node_locality: None,
             server_cluster: "xds".into(),
             lds: true,
             cds: true,

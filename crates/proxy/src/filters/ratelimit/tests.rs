@@ -72,11 +72,13 @@ fn clusters(metrics: &Metrics, with_rls: bool) -> Arc<ArcSwap<ClusterMap>> {
     let mut map = HashMap::new();
     if with_rls {
         let c = Cluster {
+            locality_lb: None,
             name: "rls".into(),
             discovery: DiscoveryType::Static,
             connect_timeout: Duration::from_secs(1),
             lb_policy: LbPolicy::RoundRobin,
             endpoints: vec![Endpoint {
+                locality: None,
                 host: "127.0.0.1".into(),
                 port: 8081,
                 weight: 1,
