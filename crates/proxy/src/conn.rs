@@ -94,6 +94,23 @@ impl Conn {
             || self.backlog.queued() >= MAX_QUEUED_BYTES
     }
 
+    /// Answers `request` locally in its protocol when it is two-way; a one-way request has no
+    /// answer, so the reply is only counted.
+    pub(crate) fn reject(
+        &self,
+        codec: &mut dyn Codec,
+        request: &Metadata,
+        two_way: bool,
+        reply: &LocalReply,
+    ) {
+        if two_way {
+            self.local_reply(codec, request, reply);
+        } else {
+            self.l.metrics.count_local_reply(reply.kind);
+            tracing::debug!(listener = %self.l.name, "one-way request dropped: {reply}");
+        }
+    }
+
     /// Writes a protocol-native error reply for `request` and counts it.
     pub(crate) fn local_reply(
         &self,
@@ -265,12 +282,8 @@ struct Request {
 impl Request {
     /// Answers the request locally in its protocol (a one-way request is only counted).
     fn fail(&self, conn: &Conn, codec: &mut dyn Codec, kind: ErrorKind, msg: String) {
-        if self.guard.is_some() {
-            conn.local_reply(codec, &self.frame.meta, &LocalReply::new(kind, msg));
-        } else {
-            conn.l.metrics.count_local_reply(kind);
-            tracing::debug!(listener = %conn.l.name, "one-way request dropped: {msg}");
-        }
+        let reply = LocalReply::new(kind, msg);
+        conn.reject(codec, &self.frame.meta, self.guard.is_some(), &reply);
     }
 
     /// Runs the filter chain from position `from`.

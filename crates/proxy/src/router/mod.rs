@@ -121,11 +121,8 @@ impl Exchange {
 
     /// Answers a request that is not forwarded (a one-way request is only counted).
     fn reject(&self, codec: &mut dyn Codec, reply: &LocalReply) {
-        if self.guard.is_some() {
-            self.conn.local_reply(codec, &self.meta, reply);
-        } else {
-            self.conn.l.metrics.count_local_reply(reply.kind);
-        }
+        self.conn
+            .reject(codec, &self.meta, self.guard.is_some(), reply);
     }
 
     /// Picks a host, preferring ones not tried yet (up to the policy's
