@@ -7,16 +7,16 @@ use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
 };
 use tokio::sync::mpsc;
-use tonic::{Status, Streaming};
+use tonic::Status;
 
-use crate::snapshot::{Snapshot, is_wildcard_type, push_rank};
-use crate::stream::Conn;
+use crate::snapshot::{Snapshot, is_wildcard_type};
+use crate::stream::{Conn, Exchange};
 
 type Tx = mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>;
 
 /// The exchange for one type URL.
 #[derive(Debug, Default)]
-struct TypeState {
+pub(crate) struct TypeState {
     wildcard: bool,
     names: BTreeSet<String>,
     /// What the client holds, as far as we know: name → resource version. Seeded from
@@ -29,50 +29,31 @@ struct TypeState {
     pending: bool,
 }
 
-/// Runs one stream until the client goes away or a request is refused.
-pub(crate) async fn run(mut conn: Conn, mut requests: Streaming<DeltaDiscoveryRequest>, tx: Tx) {
-    let mut snapshots = conn.subscribe();
-    let mut types: BTreeMap<String, TypeState> = BTreeMap::new();
-    loop {
-        tokio::select! {
-            message = requests.message() => match message {
-                Ok(Some(request)) => {
-                    // Not `borrow_and_update`: a newer snapshot seen here must still wake the
-                    // push branch, or types this request does not answer would miss it.
-                    let snapshot = snapshots.borrow().clone();
-                    match on_request(&mut conn, &mut types, request) {
-                        Ok(type_url) => {
-                            if !respond(&conn, &mut types, &type_url, &snapshot, &tx).await {
-                                return;
-                            }
-                        }
-                        Err(status) => {
-                            tracing::warn!(node = %conn.node_id(), %status, "refusing delta xDS request");
-                            let _ = tx.send(Err(status)).await;
-                            return;
-                        }
-                    }
-                }
-                Ok(None) => return,
-                Err(status) => {
-                    tracing::debug!(node = %conn.node_id(), %status, "delta xDS stream ended with an error");
-                    return;
-                }
-            },
-            changed = snapshots.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-                let snapshot = snapshots.borrow_and_update().clone();
-                let mut order: Vec<String> = types.keys().cloned().collect();
-                order.sort_by_key(|t| push_rank(t));
-                for type_url in order {
-                    if !respond(&conn, &mut types, &type_url, &snapshot, &tx).await {
-                        return;
-                    }
-                }
-            }
-        }
+/// Delta streams for [`crate::stream::run`].
+pub(crate) struct Delta;
+
+impl Exchange for Delta {
+    type Request = DeltaDiscoveryRequest;
+    type Response = DeltaDiscoveryResponse;
+    type State = TypeState;
+    const NAME: &'static str = "delta xDS";
+
+    fn on_request(
+        conn: &mut Conn,
+        types: &mut BTreeMap<String, TypeState>,
+        request: DeltaDiscoveryRequest,
+    ) -> Result<Option<String>, Status> {
+        on_request(conn, types, request).map(Some)
+    }
+
+    fn respond<'a>(
+        conn: &'a Conn,
+        types: &'a mut BTreeMap<String, TypeState>,
+        type_url: &'a str,
+        snapshot: &'a Arc<Snapshot>,
+        tx: &'a Tx,
+    ) -> impl Future<Output = bool> + Send + 'a {
+        respond(conn, types, type_url, snapshot, tx)
     }
 }
 

@@ -22,7 +22,7 @@ use tonic::server::NamedService;
 
 use crate::encoded::Outgoing;
 use crate::status::StreamKind;
-use crate::stream::Conn;
+use crate::stream::{self, Conn};
 use crate::{MAX_REQUEST_BYTES, Shared, service::QUEUE, sotw};
 
 /// Wraps a generated service and takes over its SotW streaming method (`method`, the full
@@ -95,7 +95,7 @@ impl<S> SotwFast<S> {
         );
         let conn = Conn::new(self.shared.clone(), self.kind, peer);
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(sotw::run(conn, requests, tx));
+        tokio::spawn(stream::run::<sotw::Sotw>(conn, requests, tx));
         let body = Body::new(Frames {
             rx,
             next: None,

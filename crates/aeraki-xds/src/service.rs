@@ -14,7 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::status::StreamKind;
-use crate::stream::Conn;
+use crate::stream::{self, Conn};
 use crate::{Shared, delta, sotw};
 
 /// Responses queued per stream before the stream task waits for the client to read.
@@ -40,7 +40,7 @@ fn start_sotw(
 ) -> Response<SotwStream> {
     let conn = Conn::new(shared.clone(), kind, request.remote_addr());
     let (tx, rx) = mpsc::channel(QUEUE);
-    tokio::spawn(sotw::run(conn, request.into_inner(), tx));
+    tokio::spawn(stream::run::<sotw::Sotw>(conn, request.into_inner(), tx));
     // The generated service encodes messages itself: turn the pre-encoded responses back
     // into messages (the server's own `serve` uses `crate::grpc`, which sends them as they are).
     let messages = ReceiverStream::new(rx).map(|r| r.map(|out| out.to_message()));
@@ -54,7 +54,7 @@ fn start_delta(
 ) -> Response<DeltaStream> {
     let conn = Conn::new(shared.clone(), kind, request.remote_addr());
     let (tx, rx) = mpsc::channel(QUEUE);
-    tokio::spawn(delta::run(conn, request.into_inner(), tx));
+    tokio::spawn(stream::run::<delta::Delta>(conn, request.into_inner(), tx));
     Response::new(ReceiverStream::new(rx))
 }
 

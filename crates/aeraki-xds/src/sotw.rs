@@ -5,18 +5,18 @@ use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use tokio::sync::mpsc;
-use tonic::{Status, Streaming};
+use tonic::Status;
 
 use crate::encoded::Outgoing;
-use crate::snapshot::{Entry, Fnv, Snapshot, TypeResources, is_wildcard_type, push_rank};
-use crate::stream::Conn;
+use crate::snapshot::{Entry, Fnv, Snapshot, TypeResources, is_wildcard_type};
+use crate::stream::{Conn, Exchange};
 
 /// Responses go out pre-encoded (see [`crate::encoded`]).
 pub(crate) type Tx = mpsc::Sender<Result<Outgoing, Status>>;
 
 /// The exchange for one type URL.
 #[derive(Debug, Default)]
-struct TypeState {
+pub(crate) struct TypeState {
     /// Everything of the type is wanted.
     wildcard: bool,
     /// The first request had no names (LDS/CDS): an empty list keeps meaning "everything".
@@ -35,51 +35,31 @@ struct TypeState {
     synced: Option<u64>,
 }
 
-/// Runs one stream until the client goes away or a request is refused.
-pub(crate) async fn run(mut conn: Conn, mut requests: Streaming<DiscoveryRequest>, tx: Tx) {
-    let mut snapshots = conn.subscribe();
-    let mut types: BTreeMap<String, TypeState> = BTreeMap::new();
-    loop {
-        tokio::select! {
-            message = requests.message() => match message {
-                Ok(Some(request)) => {
-                    // Not `borrow_and_update`: a newer snapshot seen here must still wake the
-                    // push branch, or types this request does not answer would miss it.
-                    let snapshot = snapshots.borrow().clone();
-                    match on_request(&mut conn, &mut types, request) {
-                        Ok(Some(type_url)) => {
-                            if !respond(&conn, &mut types, &type_url, &snapshot, &tx).await {
-                                return;
-                            }
-                        }
-                        Ok(None) => {}
-                        Err(status) => {
-                            tracing::warn!(node = %conn.node_id(), %status, "refusing xDS request");
-                            let _ = tx.send(Err(status)).await;
-                            return;
-                        }
-                    }
-                }
-                Ok(None) => return,
-                Err(status) => {
-                    tracing::debug!(node = %conn.node_id(), %status, "xDS stream ended with an error");
-                    return;
-                }
-            },
-            changed = snapshots.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-                let snapshot = snapshots.borrow_and_update().clone();
-                let mut order: Vec<String> = types.keys().cloned().collect();
-                order.sort_by_key(|t| push_rank(t));
-                for type_url in order {
-                    if !respond(&conn, &mut types, &type_url, &snapshot, &tx).await {
-                        return;
-                    }
-                }
-            }
-        }
+/// SotW streams for [`crate::stream::run`].
+pub(crate) struct Sotw;
+
+impl Exchange for Sotw {
+    type Request = DiscoveryRequest;
+    type Response = Outgoing;
+    type State = TypeState;
+    const NAME: &'static str = "xDS";
+
+    fn on_request(
+        conn: &mut Conn,
+        types: &mut BTreeMap<String, TypeState>,
+        request: DiscoveryRequest,
+    ) -> Result<Option<String>, Status> {
+        on_request(conn, types, request)
+    }
+
+    fn respond<'a>(
+        conn: &'a Conn,
+        types: &'a mut BTreeMap<String, TypeState>,
+        type_url: &'a str,
+        snapshot: &'a Arc<Snapshot>,
+        tx: &'a Tx,
+    ) -> impl Future<Output = bool> + Send + 'a {
+        respond(conn, types, type_url, snapshot, tx)
     }
 }
 

@@ -1,6 +1,7 @@
 //! What SotW and delta streams share: node identification, type checks, status recording and
 //! the snapshot subscription.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -8,10 +9,11 @@ use std::time::SystemTime;
 use aeraki_model::resources::{Flavor, ROUTE};
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::google::rpc::Status as RpcStatus;
-use tonic::Status;
+use tokio::sync::mpsc;
+use tonic::{Status, Streaming};
 
 use crate::Shared;
-use crate::snapshot::{Snapshot, flavor_of};
+use crate::snapshot::{Snapshot, flavor_of, push_rank};
 use crate::status::{Nack, ProxyStatus, StreamGuard, StreamKind, TypeStatus};
 
 /// One gRPC stream's identity and its link to the server.
@@ -170,6 +172,89 @@ impl Drop for Conn {
     fn drop(&mut self) {
         if self.flavor.is_some() {
             tracing::info!(node = %self.node_id, kind = ?self.kind, "xDS stream closed");
+        }
+    }
+}
+
+/// What distinguishes a SotW stream from a delta stream; [`run`] is the loop they share.
+pub(crate) trait Exchange {
+    /// A request off the stream.
+    type Request: Send + 'static;
+    /// A response onto it.
+    type Response: Send + 'static;
+    /// What the stream keeps per type URL.
+    type State: Default + Send;
+    /// Names the stream kind in logs.
+    const NAME: &'static str;
+
+    /// Applies one request (ACK/NACK bookkeeping, subscription changes). Returns the type URL
+    /// when a response may be due; an error refuses the request and ends the stream.
+    fn on_request(
+        conn: &mut Conn,
+        types: &mut BTreeMap<String, Self::State>,
+        request: Self::Request,
+    ) -> Result<Option<String>, Status>;
+
+    /// Sends the type's response from `snapshot` if one is due. Returns false when the client
+    /// has gone.
+    fn respond<'a>(
+        conn: &'a Conn,
+        types: &'a mut BTreeMap<String, Self::State>,
+        type_url: &'a str,
+        snapshot: &'a Arc<Snapshot>,
+        tx: &'a mpsc::Sender<Result<Self::Response, Status>>,
+    ) -> impl Future<Output = bool> + Send + 'a;
+}
+
+/// Runs one stream until the client goes away or a request is refused: answers requests, and
+/// pushes every subscribed type (in push order) when a new snapshot is published.
+pub(crate) async fn run<E: Exchange>(
+    mut conn: Conn,
+    mut requests: Streaming<E::Request>,
+    tx: mpsc::Sender<Result<E::Response, Status>>,
+) {
+    let mut snapshots = conn.subscribe();
+    let mut types: BTreeMap<String, E::State> = BTreeMap::new();
+    loop {
+        tokio::select! {
+            message = requests.message() => match message {
+                Ok(Some(request)) => {
+                    // Not `borrow_and_update`: a newer snapshot seen here must still wake the
+                    // push branch, or types this request does not answer would miss it.
+                    let snapshot = snapshots.borrow().clone();
+                    match E::on_request(&mut conn, &mut types, request) {
+                        Ok(Some(type_url)) => {
+                            if !E::respond(&conn, &mut types, &type_url, &snapshot, &tx).await {
+                                return;
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(status) => {
+                            tracing::warn!(node = %conn.node_id(), %status, "refusing {} request", E::NAME);
+                            let _ = tx.send(Err(status)).await;
+                            return;
+                        }
+                    }
+                }
+                Ok(None) => return,
+                Err(status) => {
+                    tracing::debug!(node = %conn.node_id(), %status, "{} stream ended with an error", E::NAME);
+                    return;
+                }
+            },
+            changed = snapshots.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let snapshot = snapshots.borrow_and_update().clone();
+                let mut order: Vec<String> = types.keys().cloned().collect();
+                order.sort_by_key(|t| push_rank(t));
+                for type_url in order {
+                    if !E::respond(&conn, &mut types, &type_url, &snapshot, &tx).await {
+                        return;
+                    }
+                }
+            }
         }
     }
 }
