@@ -17,7 +17,7 @@ use crate::{
 };
 
 /// Most slices one `writev` of [`ClientWriter::write_batch`] passes.
-pub const MAX_SLICES: usize = 64;
+const MAX_SLICES: usize = 64;
 
 /// What a client sends besides the name argument.
 #[derive(Debug, Clone)]
@@ -246,7 +246,7 @@ impl ClientWriter {
         Ok(id)
     }
 
-    /// Writes `batch` (with `writev`, at most [`MAX_SLICES`] slices per call).
+    /// Writes `batch` (with `writev`, at most 64 slices per call).
     pub async fn write_batch(&mut self, batch: &RequestBatch) -> Result<(), CallError> {
         let mut slices = batch.slices();
         let mut iov = [IoSlice::new(&[]); MAX_SLICES];
