@@ -9,6 +9,10 @@ Proxies are pinned to CPU 0 (one worker thread); load generator and backend to C
 
 Per target: closed-loop throughput, then (after every target's closed loop, so the rate is known)
 an open-loop run at 50 % of Envoy's native maximum, giving p99 added over direct at the same rate.
+All of that is repeated --rounds times (default 3), the target order rotated each round; the
+open-loop rate is fixed by round 1's Envoy native closed loop. A cell is the median over rounds
+(errors: the total); added p99 is computed per round (target - direct of the same round) and
+its median shown. Every round's raw numbers go to a JSON file beside the markdown table.
 Proxy CPU seconds come from /proc/<pid>/stat (utime+stime) sampled around the measured window;
 peak RSS is VmHWM after the load runs; "RSS 1000 idle" is VmRSS with 1000 idle client connections
 open (20-byte workload only, after the load runs).
@@ -21,6 +25,7 @@ import json
 import os
 import platform
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -183,14 +188,19 @@ def main():
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--idle", type=int, default=1000, help="idle connections for the RSS probe")
     ap.add_argument("--protocols", default="thrift,dubbo")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="rounds per protocol x workload; cells are medians over rounds")
     ap.add_argument("--bin-dir", required=True)
     ap.add_argument("--envoy", required=True)
     ap.add_argument("--out", required=True, help="markdown results file to write")
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error(f"--rounds must be at least 1, got {args.rounds}")
     bins = {"meta-bench": os.path.join(args.bin_dir, "meta-bench"),
             "meta-proxy": os.path.join(args.bin_dir, "meta-proxy"), "envoy": args.envoy}
     workdir = tempfile.mkdtemp(prefix="bench-compare-")
     print(f"logs and rendered configs: {workdir}", file=sys.stderr)
+    started = time.monotonic()
     rows = []
     for proto in args.protocols.split(","):
         for wname, payload in WORKLOADS:
@@ -199,40 +209,105 @@ def main():
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         f.write(table)
-    with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
-        json.dump(rows, f, indent=1)
+    raw = os.path.splitext(args.out)[0] + ".json"
+    with open(raw, "w") as f:
+        json.dump({"rounds": args.rounds, "duration_s": args.duration, "warmup_s": args.warmup,
+                   "connections": args.connections, "targets": TARGETS,
+                   "round_orders": [round_order(r) for r in range(args.rounds)],
+                   "rows": rows}, f, indent=1)
     print(table)
-    print(f"written to {args.out}", file=sys.stderr)
+    print(f"written to {args.out} (every round's raw numbers: {raw}); "
+          f"took {time.monotonic() - started:.0f} s", file=sys.stderr)
 
 
 def bench_workload(proto, wname, payload, bins, args, workdir):
+    """All rounds of one protocol x workload; returns one summary row per target."""
     backend_port = free_port()
     backend = Proc(f"{proto}-backend-{wname}",
                    [bins["meta-bench"], "server", "--protocol", proto,
                     "--listen", f"127.0.0.1:{backend_port}"], workdir, LOAD_CPU)
-    results = {t: {"target": t, "protocol": proto, "workload": wname} for t in TARGETS}
+    # rounds[r][t]: what round r measured for target t (raw, as in the JSON file).
+    rounds = []
+    rate = None
     try:
         wait_port(backend_port, backend.proc)
-        # Pass 1: closed loop, targets in turn, each freshly started.
-        for t in TARGETS:
-            log(f"{proto} {wname} {t}: closed loop")
-            measure(t, proto, payload, bins, args, workdir, backend_port, results[t], None,
-                    idle=(wname == "20B"))
-        envoy_max = results["envoy-native"].get("closed", {}).get("rps")
-        rate = max(1.0, 0.5 * envoy_max) if envoy_max else None
-        # Pass 2: open loop at 50 % of Envoy native's max, targets in turn.
-        if rate is not None:
-            for t in TARGETS:
-                log(f"{proto} {wname} {t}: open loop at {rate:.0f}/s")
-                measure(t, proto, payload, bins, args, workdir, backend_port, results[t], rate)
+        for r in range(args.rounds):
+            order = round_order(r)
+            tag = f"round {r + 1}/{args.rounds} " if args.rounds > 1 else ""
+            res = {t: {"round": r + 1, "position": order.index(t) + 1} for t in TARGETS}
+            rounds.append(res)
+            # Pass 1: closed loop, targets in turn, each freshly started.
+            for t in order:
+                log(f"{proto} {wname} {tag}{t}: closed loop")
+                measure(t, proto, payload, bins, args, workdir, backend_port, res[t], None,
+                        idle=(wname == "20B"))
+            if r == 0:
+                # The open-loop rate is fixed by round 1 for every round.
+                envoy_max = res["envoy-native"].get("closed", {}).get("rps")
+                rate = max(1.0, 0.5 * envoy_max) if envoy_max else None
+            # Pass 2: open loop at 50 % of Envoy native's max (round 1), targets in turn.
+            if rate is not None:
+                for t in order:
+                    log(f"{proto} {wname} {tag}{t}: open loop at {rate:.0f}/s")
+                    measure(t, proto, payload, bins, args, workdir, backend_port, res[t], rate)
+            direct_p99 = res["direct"].get("open", {}).get("p99_us")
+            for x in res.values():
+                p99 = x.get("open", {}).get("p99_us")
+                x["added_p99"] = None if p99 is None or direct_p99 is None else p99 - direct_p99
     finally:
         backend.stop()
-    direct_p99 = results["direct"].get("open", {}).get("p99_us")
-    for r in results.values():
-        r["rate"] = rate
-        p99 = r.get("open", {}).get("p99_us")
-        r["added_p99"] = None if p99 is None or direct_p99 is None else p99 - direct_p99
-    return list(results.values())
+    return [summarise(proto, wname, t, rate, [res[t] for res in rounds]) for t in TARGETS]
+
+
+def round_order(r):
+    """Target order of round r (0-based): the list rotated by r, so a target runs at a different
+    point of each round (slow drift of the machine's load does not always hit the same one)."""
+    k = r % len(TARGETS)
+    return TARGETS[k:] + TARGETS[:k]
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def summarise(proto, wname, target, rate, per_round):
+    """One table row: the median over rounds of every number, errors summed over all runs,
+    min and max of the open-loop p99 and the added p99; the raw rounds are kept."""
+    def col(get):
+        return [get(x) for x in per_round]
+
+    def rng(values):
+        values = [v for v in values if v is not None]
+        return (min(values), max(values)) if values else (None, None)
+
+    closed = lambda k: col(lambda x: x.get("closed", {}).get(k))  # noqa: E731
+    open_p99 = col(lambda x: x.get("open", {}).get("p99_us"))
+    added = col(lambda x: x.get("added_p99"))
+    kinds = collections.Counter()
+    errors = 0
+    ran = False
+    for x in per_round:
+        for key in ("closed", "open"):
+            if key in x:
+                ran = True
+                errors += x[key].get("errors", 0)
+                kinds.update(x[key].get("errors_by_kind", {}))
+    return {
+        "target": target, "protocol": proto, "workload": wname, "rate": rate,
+        "rounds": per_round,
+        "closed_rps": median(closed("rps")), "p50_us": median(closed("p50_us")),
+        "p99_us": median(closed("p99_us")), "p999_us": median(closed("p999_us")),
+        "open_p99": median(open_p99), "open_p99_range": rng(open_p99),
+        "added_p99": median(added), "added_p99_range": rng(added),
+        "cpu_s": median(col(lambda x: x.get("cpu_s"))),
+        "req_per_cpu_s": median(col(lambda x: x.get("req_per_cpu_s"))),
+        "peak_rss_kb": median(col(lambda x: x.get("peak_rss_kb"))),
+        "idle_rss_kb": median(col(lambda x: x.get("idle_rss_kb"))),
+        "errors": errors if ran else None, "errors_by_kind": dict(sorted(kinds.items())),
+        "failures": [f"round {x['round']} {f}" if len(per_round) > 1 else f
+                     for x in per_round for f in x.get("failures", [])],
+    }
 
 
 def measure(t, proto, payload, bins, args, workdir, backend_port, res, rate, idle=False):
@@ -270,29 +345,36 @@ def render_table(rows, args):
                 cpu_model = line.split(":", 1)[1].strip()
                 break
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    many = args.rounds > 1
+    rounds = (f" {args.rounds} rounds (target order rotated each round); each cell is the median "
+              "over rounds, open and added p99 with their min–max, errors are the total of all "
+              "runs; open rate = 50 % of envoy-native's closed rps in round 1." if many else "")
     out = [f"Date: {now}. Machine: nproc={os.cpu_count()}, CPU {cpu_model}, kernel "
            f"{platform.release()}. Proxy on CPU {PROXY_CPU} (1 worker), load generator + backend "
            f"on CPU {LOAD_CPU}. {args.connections} connections, {args.duration:g}s measured after "
-           f"{args.warmup:g}s warm-up per run; each proxy freshly started per run.", ""]
+           f"{args.warmup:g}s warm-up per run; each proxy freshly started per run.{rounds}", ""]
     out.append("| protocol | workload | target | closed rps | p50 µs | p99 µs | p999 µs | errors "
                "| open rate/s | open p99 µs | added p99 µs | proxy CPU s | req / CPU-s "
                "| peak RSS MiB | RSS 1000 idle MiB |")
     out.append("|" + "---|" * 15)
+
+    def spread(value, lo_hi):
+        if not many or value is None or lo_hi[0] is None:
+            return fmt(value)
+        return f"{fmt(value)} ({fmt(lo_hi[0])}–{fmt(lo_hi[1])})"
+
     for r in rows:
-        c, o = r.get("closed", {}), r.get("open", {})
-        errs = c.get("errors", 0) + o.get("errors", 0) if (c or o) else None
-        kinds = collections.Counter(c.get("errors_by_kind", {}))
-        kinds.update(o.get("errors_by_kind", {}))
-        err_txt = fmt(errs) + ("".join(f" {k}: {n}" for k, n in sorted(kinds.items())))
-        if r.get("failures"):
+        err_txt = fmt(r["errors"]) + "".join(f" {k}: {n}" for k, n in r["errors_by_kind"].items())
+        if r["failures"]:
             err_txt += " FAILED: " + "; ".join(r["failures"])
         out.append("| " + " | ".join([
-            r["protocol"], r["workload"], r["target"], fmt(c.get("rps")), fmt(c.get("p50_us")),
-            fmt(c.get("p99_us")), fmt(c.get("p999_us")), err_txt, fmt(r.get("rate")),
-            fmt(o.get("p99_us")), fmt(r.get("added_p99")), fmt(r.get("cpu_s"), "{:.2f}"),
-            fmt(r.get("req_per_cpu_s")), fmt(mib(r.get("peak_rss_kb")), "{:.1f}"),
-            fmt(mib(r.get("idle_rss_kb")), "{:.1f}")]) + " |")
-    out += ["", ratios(rows)]
+            r["protocol"], r["workload"], r["target"], fmt(r["closed_rps"]), fmt(r["p50_us"]),
+            fmt(r["p99_us"]), fmt(r["p999_us"]), err_txt, fmt(r["rate"]),
+            spread(r["open_p99"], r["open_p99_range"]),
+            spread(r["added_p99"], r["added_p99_range"]), fmt(r["cpu_s"], "{:.2f}"),
+            fmt(r["req_per_cpu_s"]), fmt(mib(r["peak_rss_kb"]), "{:.1f}"),
+            fmt(mib(r["idle_rss_kb"]), "{:.1f}")]) + " |")
+    out += ["", ratios(rows, many)]
     return "\n".join(out) + "\n"
 
 
@@ -300,25 +382,28 @@ def mib(kb):
     return None if kb is None else kb / 1024
 
 
-def ratios(rows):
-    """meta-proxy against the issue's targets, one line per protocol × workload."""
-    lines = ["Ratios, meta-proxy vs the issue 5 targets:", ""]
+def ratios(rows, many=False):
+    """meta-proxy against the issue's targets, one line per protocol × workload (from the
+    medians when there are several rounds)."""
+    title = "Ratios (of medians)" if many else "Ratios"
+    lines = [f"{title}, meta-proxy vs the issue 5 targets:", ""]
     by = {(r["protocol"], r["workload"], r["target"]): r for r in rows}
     for proto, wname in sorted({(r["protocol"], r["workload"]) for r in rows}):
         m = by.get((proto, wname, "meta-proxy"), {})
         e = by.get((proto, wname, "envoy-native"), {})
         h = by.get((proto, wname, "haproxy"), {})
 
-        def ratio(a, b):
-            return None if a is None or b in (None, 0) else a / b
+        def ratio(key, b=e):
+            x, y = m.get(key), b.get(key)
+            return fmt(None if x is None or y in (None, 0) else x / y, "{:.2f}")
         parts = [
-            f"req/CPU-s vs Envoy native {fmt(ratio(m.get('req_per_cpu_s'), e.get('req_per_cpu_s')), '{:.2f}')}× (target ≥ 1.5)",
-            f"vs HAProxy {fmt(ratio(m.get('req_per_cpu_s'), h.get('req_per_cpu_s')), '{:.2f}')}× (target ≥ 0.8)",
-            f"closed rps vs Envoy native {fmt(ratio(m.get('closed', {}).get('rps'), e.get('closed', {}).get('rps')), '{:.2f}')}× (target ≥ 1)",
-            f"added p99 vs Envoy native {fmt(ratio(m.get('added_p99'), e.get('added_p99')), '{:.2f}')}× (target ≤ 0.5)",
+            f"req/CPU-s vs Envoy native {ratio('req_per_cpu_s')}× (target ≥ 1.5)",
+            f"vs HAProxy {ratio('req_per_cpu_s', h)}× (target ≥ 0.8)",
+            f"closed rps vs Envoy native {ratio('closed_rps')}× (target ≥ 1)",
+            f"added p99 vs Envoy native {ratio('added_p99')}× (target ≤ 0.5)",
         ]
         if m.get("idle_rss_kb") is not None:
-            parts.append(f"RSS 1000 idle vs Envoy native {fmt(ratio(m.get('idle_rss_kb'), e.get('idle_rss_kb')), '{:.2f}')}× (target ≤ 0.5)")
+            parts.append(f"RSS 1000 idle vs Envoy native {ratio('idle_rss_kb')}× (target ≤ 0.5)")
         lines.append(f"- {proto} {wname}: " + "; ".join(parts))
     return "\n".join(lines)
 

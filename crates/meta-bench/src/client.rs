@@ -1,6 +1,6 @@
 //! [`Client`]: one connection to a sayHello server (or a proxy in front of one).
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +10,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpStream, ToSocketAddrs};
 
-use crate::{DUBBO_INTERFACE, DUBBO_VERSION, METHOD, Protocol, ThriftTransport, dubbo, thrift};
+pub use crate::error::CallError;
+use crate::{
+    DUBBO_INTERFACE, DUBBO_VERSION, METHOD, Protocol, RequestBatch, RequestTemplate,
+    ThriftTransport, dubbo, thrift,
+};
+
+/// Most slices one `writev` of [`ClientWriter::write_batch`] passes.
+const MAX_SLICES: usize = 64;
 
 /// What a client sends besides the name argument.
 #[derive(Debug, Clone)]
@@ -54,79 +61,6 @@ impl Reply {
     pub fn server(&self) -> Option<&str> {
         let at = self.text.rfind(" from ")?;
         self.text[at + 6..].split_whitespace().next()
-    }
-}
-
-/// Why a call failed.
-#[derive(Debug, thiserror::Error)]
-pub enum CallError {
-    /// Connecting, reading or writing failed.
-    #[error("transport error: {0}")]
-    Transport(#[from] io::Error),
-    /// The peer closed the connection.
-    #[error("connection closed by the peer")]
-    Closed,
-    /// No response in time.
-    #[error("no response within {0:?}")]
-    Timeout(Duration),
-    /// The response could not be decoded.
-    #[error("bad response: {0}")]
-    BadResponse(String),
-    /// A Dubbo response with an error status (e.g. 70 SERVICE_ERROR) and its message.
-    #[error("dubbo status {status}: {message}")]
-    DubboStatus {
-        /// The status byte.
-        status: u8,
-        /// The error message the response carries.
-        message: String,
-    },
-    /// A Dubbo OK response whose result is an exception.
-    #[error("dubbo exception: {0}")]
-    DubboException(String),
-    /// A Thrift `TApplicationException`.
-    #[error("thrift TApplicationException type {kind}: {message}")]
-    ThriftApplication {
-        /// Exception type (1 UNKNOWN_METHOD, 6 INTERNAL_ERROR, 7 PROTOCOL_ERROR, ...).
-        kind: i32,
-        /// Its message.
-        message: String,
-    },
-    /// A Thrift reply carrying a declared exception (result field id).
-    #[error("thrift declared exception (result field {0})")]
-    ThriftDeclared(i16),
-    /// The request cannot be expressed in this protocol (e.g. attachments without THeader).
-    #[error("unsupported: {0}")]
-    Unsupported(String),
-}
-
-impl CallError {
-    /// Whether the failure is the connection's (transport, closed, timeout, undecodable
-    /// response) rather than an error answer of the protocol.
-    pub fn is_transport(&self) -> bool {
-        matches!(
-            self,
-            CallError::Transport(_)
-                | CallError::Closed
-                | CallError::Timeout(_)
-                | CallError::BadResponse(_)
-        )
-    }
-
-    /// A short stable label for counting errors by kind: `transport`, `closed`, `timeout`,
-    /// `bad_response`, `dubbo_status_<n>`, `dubbo_exception`, `thrift_app_<type>`,
-    /// `thrift_declared`, `unsupported`.
-    pub fn kind(&self) -> String {
-        match self {
-            CallError::Transport(_) => "transport".into(),
-            CallError::Closed => "closed".into(),
-            CallError::Timeout(_) => "timeout".into(),
-            CallError::BadResponse(_) => "bad_response".into(),
-            CallError::DubboStatus { status, .. } => format!("dubbo_status_{status}"),
-            CallError::DubboException(_) => "dubbo_exception".into(),
-            CallError::ThriftApplication { kind, .. } => format!("thrift_app_{kind}"),
-            CallError::ThriftDeclared(_) => "thrift_declared".into(),
-            CallError::Unsupported(_) => "unsupported".into(),
-        }
     }
 }
 
@@ -288,6 +222,52 @@ impl ClientWriter {
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), CallError> {
         self.half.write_all(bytes).await?;
         Ok(())
+    }
+
+    /// `name` and `attachments` encoded once, for [`ClientWriter::push`].
+    pub fn template(
+        &self,
+        name: &str,
+        attachments: &[(&str, &str)],
+        oneway: bool,
+    ) -> Result<RequestTemplate, CallError> {
+        RequestTemplate::new(self.proto, &self.opts, name, attachments, oneway)
+    }
+
+    /// Appends to `batch` a request made from `template` (of this connection's protocol) with
+    /// the next id; returns the id.
+    pub fn push(
+        &mut self,
+        template: &RequestTemplate,
+        batch: &mut RequestBatch,
+    ) -> Result<u64, CallError> {
+        let id = self.next_id();
+        batch.push(template, id)?;
+        Ok(id)
+    }
+
+    /// Writes `batch` (with `writev`, at most 64 slices per call).
+    pub async fn write_batch(&mut self, batch: &RequestBatch) -> Result<(), CallError> {
+        let mut slices = batch.slices();
+        let mut iov = [IoSlice::new(&[]); MAX_SLICES];
+        loop {
+            let mut n = 0;
+            for (slot, s) in iov.iter_mut().zip(&mut slices) {
+                *slot = IoSlice::new(s);
+                n += 1;
+            }
+            if n == 0 {
+                return Ok(());
+            }
+            let mut rest = &mut iov[..n];
+            while !rest.is_empty() {
+                let written = self.half.write_vectored(rest).await?;
+                if written == 0 {
+                    return Err(io::Error::from(io::ErrorKind::WriteZero).into());
+                }
+                IoSlice::advance_slices(&mut rest, written);
+            }
+        }
     }
 
     /// Sends a request; returns its id.

@@ -12,7 +12,8 @@
 //!   Requests on one connection are answered as they come (pipelining).
 //! - [`Client`]: one connection; [`Client::call`] for one request at a time, or
 //!   [`Client::send`] / [`Client::recv`] (and [`Client::into_split`]) to pipeline.
-//! - [`load`]: the closed-/open-loop load generator behind `meta-bench run`.
+//! - [`load`]: the closed-/open-loop load generator behind `meta-bench run`; it sends requests
+//!   from a [`RequestTemplate`] (encoded once, only the id rewritten per request).
 //!
 //! Framing and decoding use the project's codecs (`codec-dubbo`, `codec-thrift` through the
 //! [`meta_protocol::Codec`] trait); this crate only writes the messages (Dubbo requests and
@@ -31,9 +32,11 @@
 
 mod client;
 mod dubbo;
+mod error;
 pub mod load;
 mod protocol;
 mod server;
+mod template;
 mod thrift;
 
 pub use client::{
@@ -42,6 +45,7 @@ pub use client::{
 };
 pub use protocol::{ParseError, Protocol, ThriftProtocol, ThriftTransport, ThriftVariant};
 pub use server::{ServerOptions, serve};
+pub use template::{RequestBatch, RequestTemplate};
 
 /// Dubbo interface the sample server and the client use by default.
 pub const DUBBO_INTERFACE: &str = "org.apache.dubbo.samples.basic.api.DemoService";

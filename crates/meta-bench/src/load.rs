@@ -29,7 +29,10 @@ use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 
-use crate::{CallError, Client, ClientOptions, ClientReader, ClientWriter, Protocol, padded_name};
+use crate::{
+    CallError, Client, ClientOptions, ClientReader, ClientWriter, Protocol, RequestBatch,
+    padded_name,
+};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -311,14 +314,14 @@ async fn send_requests(
     tx: mpsc::UnboundedSender<(u64, Instant)>,
     permits: Arc<Semaphore>,
 ) {
-    let name = padded_name("world", opts.payload);
-    let mut batch = Vec::new();
-    let push = |writer: &mut ClientWriter, batch: &mut Vec<u8>, at: Instant| -> bool {
-        match writer.encode(&name, &[], false) {
-            Ok((id, bytes)) => {
-                batch.extend_from_slice(&bytes);
-                tx.send((id, at)).is_ok()
-            }
+    // The request is encoded once; each send only rewrites its id (see `RequestTemplate`).
+    let Ok(template) = writer.template(&padded_name("world", opts.payload), &[], false) else {
+        return;
+    };
+    let mut batch = RequestBatch::default();
+    let push = |writer: &mut ClientWriter, batch: &mut RequestBatch, at: Instant| -> bool {
+        match writer.push(&template, batch) {
+            Ok(id) => tx.send((id, at)).is_ok(),
             Err(_) => false,
         }
     };
@@ -343,7 +346,7 @@ async fn send_requests(
                     }
                     next += interval;
                 }
-                if writer.write(&batch).await.is_err() {
+                if writer.write_batch(&batch).await.is_err() {
                     return;
                 }
                 idle_since = Instant::now();
@@ -370,7 +373,7 @@ async fn send_requests(
                     return;
                 }
             }
-            if writer.write(&batch).await.is_err() {
+            if writer.write_batch(&batch).await.is_err() {
                 return;
             }
         },

@@ -13,7 +13,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use crate::{METHOD, Protocol, dubbo, hello_text, thrift};
+use crate::{ECHO_LIMIT, METHOD, Protocol, dubbo, hello_text, thrift};
 
 /// How a sample server answers.
 #[derive(Debug, Clone)]
@@ -77,22 +77,24 @@ async fn connection(proto: Protocol, sock: TcpStream, opts: Arc<ServerOptions>) 
         }
     };
     let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut out = BytesMut::new();
+    let mut last = LastReply::default();
     'conn: loop {
         let mut batch = Vec::new();
         loop {
             match codec.decode(&mut buf) {
                 Ok(Some(frame)) => {
-                    let mut out = BytesMut::new();
-                    answer(proto, codec.as_mut(), &frame, &opts, &mut out);
+                    out.clear();
+                    answer(proto, codec.as_mut(), &frame, &opts, &mut last, &mut out);
                     if out.is_empty() {
                         continue;
                     }
                     match opts.delay {
                         Some(d) => {
-                            let tx = tx.clone();
+                            let (tx, reply) = (tx.clone(), out.to_vec());
                             tokio::spawn(async move {
                                 tokio::time::sleep(d).await;
-                                let _ = tx.send(out.to_vec());
+                                let _ = tx.send(reply);
                             });
                         }
                         None => batch.extend_from_slice(&out),
@@ -142,12 +144,28 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Vec<
     let _ = wr.shutdown().await;
 }
 
+/// The last sayHello reply of a connection, kept to answer the same name again without
+/// encoding: a load generator sends the same name over and over.
+#[derive(Debug, Default)]
+struct LastReply {
+    /// The name prefix it answers (what [`dubbo::request_name`] returned).
+    name: String,
+    /// The encoded reply; its id is rewritten for each request.
+    bytes: Vec<u8>,
+}
+
+/// UTF-16 units of a Dubbo name argument the server reads: enough for the [`ECHO_LIMIT`] bytes
+/// it echoes (each unit takes at least a byte), plus one in case the last character read is
+/// half of a surrogate pair (decoded as U+FFFD, beyond the cut).
+const NAME_UNITS: usize = ECHO_LIMIT + 2;
+
 /// Writes the answer to `frame` (nothing for one-way requests and responses).
 fn answer(
     proto: Protocol,
     codec: &mut dyn Codec,
     frame: &Frame,
     opts: &ServerOptions,
+    last: &mut LastReply,
     out: &mut BytesMut,
 ) {
     let meta = &frame.meta;
@@ -159,19 +177,26 @@ fn answer(
             let method = meta.get("method").unwrap_or_default();
             let bare = method.rsplit(':').next().unwrap_or(method);
             let reply = match proto {
-                Protocol::Dubbo => answer_dubbo(frame, bare, opts),
-                Protocol::Thrift(_) => answer_thrift(frame, bare, opts),
+                Protocol::Dubbo => answer_dubbo(frame, bare, opts, last, out),
+                Protocol::Thrift(_) => {
+                    answer_thrift(frame, bare, opts).map(|bytes| out.extend_from_slice(&bytes))
+                }
             };
-            match reply {
-                Ok(bytes) => out.extend_from_slice(&bytes),
-                Err(reply) => codec.on_error(meta, &reply, out),
+            if let Err(reply) = reply {
+                codec.on_error(meta, &reply, out);
             }
         }
         _ => {}
     }
 }
 
-fn answer_dubbo(frame: &Frame, method: &str, opts: &ServerOptions) -> Result<Vec<u8>, LocalReply> {
+fn answer_dubbo(
+    frame: &Frame,
+    method: &str,
+    opts: &ServerOptions,
+    last: &mut LastReply,
+    out: &mut BytesMut,
+) -> Result<(), LocalReply> {
     if method != METHOD {
         let interface = frame.meta.get("interface").unwrap_or_default();
         return Err(LocalReply::new(
@@ -182,11 +207,19 @@ fn answer_dubbo(frame: &Frame, method: &str, opts: &ServerOptions) -> Result<Vec
             ),
         ));
     }
-    let name = dubbo::request_name(&frame.bytes)
+    let name = dubbo::request_name(&frame.bytes, NAME_UNITS)
         .map_err(|e| LocalReply::new(ErrorKind::BadRequest, e))?
         .unwrap_or_default();
-    let text = hello_text(&name, &opts.name, opts.payload);
-    Ok(dubbo::encode_response(frame.meta.request_id, &text))
+    let id = frame.meta.request_id;
+    if last.bytes.is_empty() || last.name != name {
+        let text = hello_text(&name, &opts.name, opts.payload);
+        last.bytes = dubbo::encode_response(id, &text);
+        last.name = name;
+    } else {
+        dubbo::set_id(&mut last.bytes, id);
+    }
+    out.extend_from_slice(&last.bytes);
+    Ok(())
 }
 
 fn answer_thrift(frame: &Frame, method: &str, opts: &ServerOptions) -> Result<Vec<u8>, LocalReply> {
@@ -203,10 +236,6 @@ fn answer_thrift(frame: &Frame, method: &str, opts: &ServerOptions) -> Result<Ve
             &text,
         ));
     }
-    let text = hello_text(
-        name.as_deref().unwrap_or_default(),
-        &opts.name,
-        opts.payload,
-    );
+    let text = hello_text(name.unwrap_or_default(), &opts.name, opts.payload);
     Ok(thrift::encode_reply(v, h.seqid, method, &text))
 }

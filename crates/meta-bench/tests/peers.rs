@@ -9,109 +9,12 @@
     reason = "test helpers outside #[test] fns"
 )]
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-use meta_bench::{CallError, Client, ClientOptions, Protocol, ServerOptions, serve};
-use tokio::net::TcpListener;
+use std::process::Command;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn python() -> Option<PathBuf> {
-    let py = repo().join(".venv/bin/python");
-    let ok = py.exists()
-        && Command::new(&py)
-            .args(["-c", "import thriftpy2, thrift"])
-            .status()
-            .is_ok_and(|s| s.success());
-    if !ok {
-        println!(
-            "SKIP: {} with thriftpy2 and thrift is not installed",
-            py.display()
-        );
-    }
-    ok.then_some(py)
-}
-
-fn node() -> bool {
-    let ok = repo()
-        .join("tests/peers/node_modules/sofa-rpc-node")
-        .exists()
-        && Command::new("node").arg("--version").output().is_ok();
-    if !ok {
-        println!("SKIP: node or tests/peers/node_modules/sofa-rpc-node is missing");
-    }
-    ok
-}
-
-/// A child process killed on drop.
-struct Peer(Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-/// Starts a peer server and waits (at most 20 s) for its READY line.
-fn start_peer(mut cmd: Command) -> Peer {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
-    let mut child = Peer(cmd.spawn().unwrap());
-    let out = child.0.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if line.starts_with("READY") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(20))
-        .expect("peer server did not print READY within 20 s");
-    child
-}
-
-/// Runs a peer client to completion (at most 60 s) and returns its JSON lines.
-fn run_client(mut cmd: Command) -> Vec<serde_json::Value> {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
-    let mut child = Peer(cmd.spawn().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.0.try_wait().unwrap().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "peer client still running after 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut child.0.stdout.take().unwrap(), &mut text).unwrap();
-    text.lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
-}
-
-async fn start_ours(proto: Protocol, name: &str) -> (u16, tokio::task::JoinHandle<()>) {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    let opts = ServerOptions {
-        name: name.into(),
-        ..ServerOptions::default()
-    };
-    let task = tokio::spawn(async move {
-        let _ = serve(proto, l, opts).await;
-    });
-    (port, task)
-}
+use common::{free_port, node, python, repo, run_client, start_ours, start_peer};
+use meta_bench::{CallError, Client, ClientOptions, Protocol};
 
 const THRIFT_VARIANTS: [(&str, &str); 6] = [
     ("binary", "framed"),

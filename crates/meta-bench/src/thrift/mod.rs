@@ -184,17 +184,35 @@ pub(crate) fn unwrap(frame: &[u8]) -> Result<(ThriftVariant, &[u8]), String> {
     }
 }
 
-/// A CALL's header and its field 1 string argument (`None` when absent).
+/// Offsets of the seqid fields of a binary-protocol message in `frame` (the message header's
+/// and, in THeader, the transport header's), 4 bytes big-endian each; `None` for compact, whose
+/// varint seqid has no fixed width, or a frame that is not a strict binary message.
+pub(crate) fn seqid_offsets(frame: &[u8]) -> Option<Vec<usize>> {
+    let (v, msg) = unwrap(frame).ok()?;
+    if v.protocol != ThriftProtocol::Binary || !msg.starts_with(&[0x80, 0x01]) {
+        return None;
+    }
+    let at = frame.len() - msg.len();
+    let name_len = u32::from_be_bytes(msg.get(4..8)?.try_into().ok()?) as usize;
+    let seqid_at = at + 8 + name_len;
+    frame.get(seqid_at..seqid_at + 4)?;
+    Some(match v.transport {
+        ThriftTransport::Header => vec![8, seqid_at],
+        _ => vec![seqid_at],
+    })
+}
+
+/// A CALL's header and its field 1 string argument (`None` when absent), borrowed from `msg`.
 pub(crate) fn parse_call(
     proto: ThriftProtocol,
     msg: &[u8],
-) -> Result<(wire::Header, Option<String>), String> {
+) -> Result<(wire::Header, Option<&str>), String> {
     let mut r = Reader::new(proto, msg);
     let h = r.header()?;
     let mut name = None;
     while let Some((id, t)) = r.field()? {
         if id == 1 && t == ttype::STRING {
-            name = Some(r.string()?);
+            name = Some(r.str()?);
         } else {
             r.skip(t)?;
         }

@@ -60,12 +60,12 @@ fn calls_decode_with_ids_names_and_variant() {
         assert_eq!(got_v, v);
         let (h, name) = parse_call(v.protocol, msg).unwrap();
         assert_eq!((h.seqid, h.mtype, h.name.as_str()), (7, 1, "sayHello"));
-        assert_eq!(name.as_deref(), Some("world"));
+        assert_eq!(name, Some("world"));
 
         let f2 = c.decode(&mut buf).unwrap().unwrap();
         assert_eq!(f2.meta.request_id, i32::MAX as u64, "{v:?}");
         let (_, msg) = unwrap(&f2.bytes).unwrap();
-        assert_eq!(parse_call(v.protocol, msg).unwrap().1, Some(long));
+        assert_eq!(parse_call(v.protocol, msg).unwrap().1, Some(long.as_str()));
 
         let f3 = c.decode(&mut buf).unwrap().unwrap();
         assert_eq!(f3.meta.kind, MessageKind::OneWay, "{v:?}");
@@ -162,7 +162,7 @@ fn reader_skips_nested_values_and_rejects_truncation() {
         w.finish();
         let (h, name) = parse_call(proto, &out).unwrap();
         assert_eq!(h.seqid, 3);
-        assert_eq!(name.as_deref(), Some("n"), "{proto:?}");
+        assert_eq!(name, Some("n"), "{proto:?}");
         for cut in 1..out.len() {
             assert!(
                 parse_call(proto, &out[..cut]).is_err(),

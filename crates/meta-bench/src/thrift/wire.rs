@@ -271,9 +271,14 @@ impl<'a> Reader<'a> {
 
     /// A string value.
     pub(crate) fn string(&mut self) -> Result<String> {
+        self.str().map(str::to_owned)
+    }
+
+    /// A string value, borrowed from the message (checked to be UTF-8, not copied).
+    pub(crate) fn str(&mut self) -> Result<&'a str> {
         let n = self.len()?;
         let b = self.take(n)?;
-        String::from_utf8(b.to_vec()).map_err(|_| "string is not UTF-8".to_string())
+        std::str::from_utf8(b).map_err(|_| "string is not UTF-8".to_string())
     }
 
     /// An i32 value.

@@ -4,6 +4,10 @@
 use codec_dubbo::header::{FLAG_EVENT, FLAG_REQUEST, FLAG_TWO_WAY, HEADER_LEN, HESSIAN2, Header};
 use codec_dubbo::hessian::{Reader, Value, encode};
 
+mod prefix;
+
+use prefix::string_prefix;
+
 /// Dubbo protocol version written in requests.
 const DUBBO_VERSION: &str = "2.0.2";
 /// Parameter descriptor of `sayHello(String)`.
@@ -95,6 +99,11 @@ pub(crate) fn encode_response(id: u64, text: &str) -> Vec<u8> {
     frame(HESSIAN2, STATUS_OK, id, &body)
 }
 
+/// Rewrites the id of an encoded request or response (header bytes 4..12).
+pub(crate) fn set_id(frame: &mut [u8], id: u64) {
+    frame[4..12].copy_from_slice(&id.to_be_bytes());
+}
+
 /// An OK response with an exception result (a string standing for the exception), for tests.
 #[cfg(test)]
 pub(crate) fn encode_exception(id: u64, message: &str) -> Vec<u8> {
@@ -114,8 +123,10 @@ fn body(frame: &[u8]) -> Result<(Header, &[u8]), String> {
     Ok((h, body))
 }
 
-/// The first argument of a request whose parameters start with a `String` (`None` otherwise).
-pub(crate) fn request_name(frame: &[u8]) -> Result<Option<String>, String> {
+/// The first argument of a request whose parameters start with a `String` (`None` otherwise),
+/// cut after its first `max_units` UTF-16 units (the sample server echoes only the start of it:
+/// reading a 120 KB argument whole would cost more than everything else the server does).
+pub(crate) fn request_name(frame: &[u8], max_units: usize) -> Result<Option<String>, String> {
     let (_, body) = body(frame)?;
     let mut r = Reader::new(body);
     let mut desc = String::new();
@@ -134,8 +145,7 @@ pub(crate) fn request_name(frame: &[u8]) -> Result<Option<String>, String> {
     if !desc.starts_with(STRING_PARAM) {
         return Ok(None);
     }
-    r.read_opt_string()
-        .map_err(|e| format!("request argument 0: {e}"))
+    string_prefix(&body[r.pos()..], max_units).map_err(|e| format!("request argument 0: {e}"))
 }
 
 /// Text of a decoded value: a string as is, null as `""`, anything else in debug form.
@@ -232,14 +242,24 @@ mod tests {
         assert_eq!(f.meta.get("x-user"), Some("alice"));
         assert_eq!(f.meta.get("version"), Some("2.0.0"), "attachment overrides");
         assert_eq!(&f.bytes[..], &first[..]);
-        assert_eq!(request_name(&f.bytes).unwrap().as_deref(), Some("world"));
+        assert_eq!(
+            request_name(&f.bytes, 66).unwrap().as_deref(),
+            Some("world")
+        );
 
         let f = c.decode(&mut buf).unwrap().unwrap();
         assert_eq!(
             (f.meta.kind, f.meta.request_id),
             (MessageKind::OneWay, u64::MAX >> 1)
         );
-        assert_eq!(request_name(&f.bytes).unwrap(), Some(long));
+        assert_eq!(
+            request_name(&f.bytes, usize::MAX).unwrap(),
+            Some(long.clone())
+        );
+        assert_eq!(
+            request_name(&f.bytes, 66).unwrap(),
+            Some(long[..66].to_owned())
+        );
 
         let f = c.decode(&mut buf).unwrap().unwrap();
         assert_eq!(f.meta.kind, MessageKind::Heartbeat);
