@@ -215,6 +215,8 @@ mod tests {
             circuit_breakers: Default::default(),
             outlier_detection: None,
             healthy_panic_threshold: Cluster::DEFAULT_HEALTHY_PANIC_THRESHOLD,
+            max_requests_per_connection: None,
+            idle_timeout: Some(Cluster::DEFAULT_IDLE_TIMEOUT),
         }
     }
 

@@ -223,6 +223,8 @@ impl ListenerShared {
     /// the least busy open one; a new one if there is none, or if all are busy and the limit
     /// allows more. New connections count against the cluster's `max_connections`; at that
     /// limit an open connection to the endpoint is shared, and with none the request overflows.
+    /// A draining connection (it reached `max_requests_per_connection`) is never handed out:
+    /// it leaves the pool but keeps its place under `max_connections` until it has closed.
     pub fn upstream(
         &self,
         cluster: &ClusterState,
@@ -259,6 +261,8 @@ impl ListenerShared {
             cluster: cluster.metrics.clone(),
             listener: self.metrics.clone(),
             slot,
+            max_requests: cluster.config.max_requests_per_connection,
+            idle_timeout: cluster.config.idle_timeout,
         });
         pool.entry(name.clone())
             .or_default()

@@ -44,6 +44,18 @@ pub(crate) enum Sent {
     },
 }
 
+/// Times one attempt may get its request back from a connection that stopped taking requests
+/// (and try another) before it fails as a reset.
+const MAX_HAND_BACKS: u32 = 8;
+
+/// Why a request could not be handed to an upstream connection.
+enum HandOff {
+    /// The cluster's `max_connections` allows no new connection and none is open to share.
+    Overflow(LocalReply),
+    /// The connection refused or lost it.
+    Forward(ForwardError),
+}
+
 /// One routed request from its first attempt to its answer.
 pub(crate) struct Exchange {
     pub(crate) conn: Arc<Conn>,
@@ -174,16 +186,24 @@ impl Exchange {
         if keep {
             self.tried.push(addr);
         }
-        let l = &self.conn.l;
-        let options = self.rt.codec_options();
         self.target().metrics.upstream_requests.inc();
-        let up = match l.upstream(&self.cluster, addr, self.variant, options) {
-            Ok(up) => up,
-            Err(o) => {
+        let (waiter, rx) = match self.guard {
+            Some(_) => {
+                let (tx, rx) = oneshot::channel();
+                let waiter = Waiter {
+                    original_id: self.meta.request_id,
+                    tx,
+                    response_mutation: self.route().response_mutation.clone(),
+                };
+                (Some(waiter), Some(rx))
+            }
+            None => (None, None),
+        };
+        let sent = match self.hand_off(addr, frame, waiter, codec) {
+            Err(HandOff::Overflow(reply)) => {
                 // The connection limit (max_connections) of the cluster: not the host's fault.
-                let reply = o.reply(&self.cluster.config.name);
-                if self.guard.is_none() {
-                    l.metrics.count_local_reply(reply.kind);
+                if rx.is_none() {
+                    self.conn.l.metrics.count_local_reply(reply.kind);
                     return Sent::Done;
                 }
                 return Sent::Failed {
@@ -192,30 +212,19 @@ impl Exchange {
                     reply,
                 };
             }
+            Err(HandOff::Forward(e)) => Err(e),
+            Ok(()) => Ok(()),
         };
-        if self.guard.is_none() {
-            if up.forward(frame, None, &mut |_, _| Ok(())).is_err() {
-                l.metrics.count_local_reply(ErrorKind::UpstreamReset);
+        let Some(rx) = rx else {
+            // One-way: written and forgotten.
+            if sent.is_err() {
+                self.conn
+                    .l
+                    .metrics
+                    .count_local_reply(ErrorKind::UpstreamReset);
             }
             return Sent::Done;
-        }
-        let (tx, rx) = oneshot::channel();
-        let waiter = Waiter {
-            original_id: self.meta.request_id,
-            tx,
-            response_mutation: self.route().response_mutation.clone(),
         };
-        let mut sent = up.forward(frame, Some(waiter), &mut |f, id| {
-            codec.set_request_id(f, id)
-        });
-        if let Err(ForwardError::Closed(back)) = sent {
-            // The shared connection closed (idle, reset) just now: once more on a fresh one.
-            let (frame, waiter) = *back;
-            sent = match l.upstream(&self.cluster, addr, self.variant, options) {
-                Ok(up) => up.forward(frame, waiter, &mut |f, id| codec.set_request_id(f, id)),
-                Err(_) => Err(ForwardError::Closed(Box::new((frame, waiter)))),
-            };
-        }
         let (result, kind, msg) = match sent {
             Ok(()) => return Sent::Waiting { rx, picked },
             Err(ForwardError::Closed(_) | ForwardError::Lost) => (
@@ -238,6 +247,34 @@ impl Exchange {
             addr: Some(addr),
             result,
             reply: LocalReply::new(kind, msg),
+        }
+    }
+
+    /// Hands the request to a shared connection to `addr`. When the connection picked stops
+    /// taking requests at that very moment (another request used up its
+    /// `max_requests_per_connection`, it went idle or closed), the request comes back and goes
+    /// to another one, opened if needed under `max_connections`.
+    fn hand_off(
+        &self,
+        addr: SocketAddr,
+        mut frame: Frame,
+        mut waiter: Option<Waiter>,
+        codec: &mut dyn Codec,
+    ) -> Result<(), HandOff> {
+        let l = &self.conn.l;
+        let options = self.rt.codec_options();
+        let mut handed_back = 0;
+        loop {
+            let up = l
+                .upstream(&self.cluster, addr, self.variant, options)
+                .map_err(|o| HandOff::Overflow(o.reply(&self.cluster.config.name)))?;
+            match up.forward(frame, waiter, &mut |f, id| codec.set_request_id(f, id)) {
+                Err(ForwardError::Closed(back)) if handed_back < MAX_HAND_BACKS => {
+                    (frame, waiter) = *back;
+                    handed_back += 1;
+                }
+                other => return other.map_err(HandOff::Forward),
+            }
         }
     }
 

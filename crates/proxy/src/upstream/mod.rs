@@ -8,10 +8,15 @@
 //! Registration and the hand-off of the bytes to the writer happen under the table lock, so the
 //! table always knows a request before its bytes can reach the server, and FIFO order equals
 //! wire order.
+//!
+//! A connection carries at most the cluster's `max_requests_per_connection` requests: after the
+//! last one it is *draining* (see [`table`]): the pool no longer hands it out, a forward that
+//! races gets its request back ([`ForwardError::Closed`]), and it closes gracefully once every
+//! response owed is delivered, freeing its place under `max_connections`. A connection with
+//! nothing in flight and no traffic for the cluster's idle timeout closes the same way.
 
-use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -28,8 +33,14 @@ use crate::health::ConnSlot;
 use crate::io::write_pump;
 use crate::metrics::{ClusterMetrics, ListenerMetrics};
 
-/// Sweeps (one a second) without traffic after which an upstream connection is closed.
-const IDLE_SWEEPS: u32 = 60;
+mod table;
+
+use table::{Ending, Table};
+
+/// Longest time between two sweeps (callers gone, drain finished, idleness).
+const MAX_SWEEP: Duration = Duration::from_secs(1);
+/// Shortest time between two sweeps (for very short idle timeouts).
+const MIN_SWEEP: Duration = Duration::from_millis(10);
 
 /// What a caller receives: the upstream response (original id restored) or a local reply.
 pub type Outcome = Result<Frame, LocalReply>;
@@ -64,58 +75,12 @@ pub enum ForwardError {
     SetId(CodecError),
 }
 
-#[derive(Default)]
-struct Table {
-    closed: bool,
-    /// Requests forwarded so far (wrapping), to detect idleness.
-    forwarded: u64,
-    /// `forwarded` at the last sweep and how many sweeps saw no traffic and nothing in flight.
-    last_forwarded: u64,
-    idle_sweeps: u32,
-    next_id: u64,
-    by_id: HashMap<u64, Waiter>,
-    fifo: VecDeque<Waiter>,
-}
-
-impl Table {
-    fn in_flight(&self) -> usize {
-        self.by_id.len() + self.fifo.len()
-    }
-
-    /// Closes the table and answers every waiter with `reply`.
-    fn fail_all(&mut self, reply: &LocalReply) {
-        self.closed = true;
-        for (_, w) in self.by_id.drain() {
-            let _ = w.tx.send(Err(reply.clone()));
-        }
-        for w in self.fifo.drain(..) {
-            let _ = w.tx.send(Err(reply.clone()));
-        }
-    }
-
-    /// Drops waiters whose caller went away (timed out, downstream closed); returns true (and
-    /// closes the table) when the connection has been idle for [`IDLE_SWEEPS`] sweeps.
-    fn sweep(&mut self) -> bool {
-        self.by_id.retain(|_, w| !w.tx.is_closed());
-        // FIFO entries keep their place (a late response must still pop them).
-        if self.forwarded == self.last_forwarded && self.in_flight() == 0 {
-            self.idle_sweeps += 1;
-        } else {
-            self.idle_sweeps = 0;
-        }
-        self.last_forwarded = self.forwarded;
-        if self.idle_sweeps >= IDLE_SWEEPS {
-            self.closed = true;
-        }
-        self.closed
-    }
-}
-
 struct Shared {
-    tx: mpsc::UnboundedSender<BytesMut>,
     table: Mutex<Table>,
     correlation: Correlation,
     max_id: u64,
+    /// `upstream_cx_max_requests_total` of the cluster.
+    max_requests_reached: Counter,
 }
 
 impl Shared {
@@ -146,6 +111,10 @@ pub struct UpstreamSpec {
     pub listener: ListenerMetrics,
     /// This connection's place under the cluster's `max_connections`, held until it closes.
     pub slot: ConnSlot,
+    /// Requests it carries before draining (`None`: no limit).
+    pub max_requests: Option<u32>,
+    /// Closed after this long with nothing in flight and no traffic (`None`: never).
+    pub idle_timeout: Option<Duration>,
 }
 
 impl UpstreamConn {
@@ -154,16 +123,17 @@ impl UpstreamConn {
     pub fn spawn(spec: UpstreamSpec) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
-            tx,
-            table: Mutex::new(Table::default()),
+            table: Mutex::new(Table::new(tx, spec.max_requests)),
             correlation: spec.correlation,
             max_id: spec.codec.max_request_id().max(1),
+            max_requests_reached: spec.cluster.cx_max_requests.clone(),
         });
         tokio::spawn(run(Arc::downgrade(&shared), rx, spec));
         Self { shared }
     }
 
-    /// Whether the connection is gone (new requests must use another one).
+    /// Whether the connection takes no new request (draining, closing or gone): new requests
+    /// must use another one.
     pub fn is_closed(&self) -> bool {
         self.shared.table().closed
     }
@@ -175,7 +145,7 @@ impl UpstreamConn {
 
     /// Sends `frame` upstream. With a waiter, allocates a fresh id, rewrites it with `set_id`
     /// (the codec that decoded the frame) and registers the waiter; without (one-way), just
-    /// sends.
+    /// sends. The request that uses up the connection's budget makes it drain.
     pub fn forward(
         &self,
         mut frame: Frame,
@@ -187,7 +157,6 @@ impl UpstreamConn {
         if table.closed {
             return Err(ForwardError::Closed(Box::new((frame, waiter))));
         }
-        table.forwarded = table.forwarded.wrapping_add(1);
         let mut registered = None;
         if let Some(w) = waiter {
             match s.correlation {
@@ -195,7 +164,7 @@ impl UpstreamConn {
                     if table.by_id.len() as u64 >= s.max_id {
                         return Err(ForwardError::Exhausted);
                     }
-                    let id = allocate(&mut table, s.max_id);
+                    let id = table.allocate(s.max_id);
                     set_id(&mut frame, id).map_err(ForwardError::SetId)?;
                     table.by_id.insert(id, w);
                     registered = Some(Some(id));
@@ -206,7 +175,11 @@ impl UpstreamConn {
                 }
             }
         }
-        if s.tx.send(frame.bytes).is_err() {
+        let handed = table
+            .tx
+            .as_ref()
+            .is_some_and(|tx| tx.send(frame.bytes).is_ok());
+        if !handed {
             match registered {
                 Some(Some(id)) => drop(table.by_id.remove(&id)),
                 Some(None) => drop(table.fifo.pop_back()),
@@ -215,32 +188,33 @@ impl UpstreamConn {
             table.closed = true;
             return Err(ForwardError::Lost);
         }
+        if table.count_request() {
+            s.max_requests_reached.inc();
+            table.keep = Some(self.shared.clone());
+            table.finish_if_drained();
+        }
         Ok(())
     }
 }
 
-/// Next id in `1..=max` not in flight (the caller checked that one is free).
-fn allocate(table: &mut Table, max: u64) -> u64 {
-    loop {
-        table.next_id = if table.next_id >= max {
-            1
-        } else {
-            table.next_id + 1
-        };
-        if !table.by_id.contains_key(&table.next_id) {
-            return table.next_id;
+/// Clears a draining connection's self-reference when its task ends, however it ends.
+struct Release(Weak<Shared>);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        if let Some(s) = self.0.upgrade() {
+            let keep = s.table().keep.take();
+            drop(keep);
         }
     }
 }
 
-async fn run(
-    shared: std::sync::Weak<Shared>,
-    rx: mpsc::UnboundedReceiver<BytesMut>,
-    mut spec: UpstreamSpec,
-) {
+async fn run(shared: Weak<Shared>, rx: mpsc::UnboundedReceiver<BytesMut>, mut spec: UpstreamSpec) {
+    let _release = Release(shared.clone());
     let fail = |reply: LocalReply| {
         if let Some(s) = shared.upgrade() {
-            s.table().fail_all(&reply);
+            let keep = s.table().fail_all(&reply);
+            drop(keep);
         }
     };
     let addr = spec.addr;
@@ -257,7 +231,11 @@ async fn run(
     tracing::debug!(%addr, "upstream connected");
     let (rd, wr) = stream.into_split();
     let mut rx = rx;
-    let reader = read_loop(&shared, rd, spec.codec, &spec.cluster, &spec.listener);
+    let sweeps = Sweeps {
+        shared: &shared,
+        idle_timeout: spec.idle_timeout,
+    };
+    let reader = read_loop(sweeps, rd, spec.codec, &spec.cluster, &spec.listener);
     let reply = tokio::select! {
         r = reader => r,
         w = write_pump(wr, &mut rx, None) => {
@@ -265,7 +243,17 @@ async fn run(
             LocalReply::new(ErrorKind::UpstreamReset, format!("upstream write to {addr} failed: {detail}"))
         }
     };
-    tracing::debug!(%addr, "upstream connection closed: {}", reply.message);
+    let ending = shared.upgrade().and_then(|s| s.table().ending);
+    match ending {
+        Some(Ending::Idle) => {
+            spec.cluster.cx_idle_timeout.inc();
+            tracing::debug!(%addr, "upstream connection closed: idle");
+        }
+        Some(Ending::MaxRequests) => {
+            tracing::debug!(%addr, "upstream connection closed: max requests per connection");
+        }
+        None => tracing::debug!(%addr, "upstream connection closed: {}", reply.message),
+    }
     fail(reply);
     spec.cluster.cx_active.dec();
 }
@@ -277,10 +265,24 @@ fn connect_failed(spec: &UpstreamSpec, fail: &dyn Fn(LocalReply), err: &str) {
     fail(LocalReply::new(ErrorKind::ConnectFailure, msg));
 }
 
+/// What the periodic sweep of a connection needs.
+struct Sweeps<'a> {
+    shared: &'a Weak<Shared>,
+    idle_timeout: Option<Duration>,
+}
+
+impl Sweeps<'_> {
+    /// A quarter of the idle timeout, within [`MIN_SWEEP`]..=[`MAX_SWEEP`].
+    fn period(&self) -> Duration {
+        self.idle_timeout
+            .map_or(MAX_SWEEP, |t| (t / 4).clamp(MIN_SWEEP, MAX_SWEEP))
+    }
+}
+
 /// Reads and dispatches responses until the connection ends; returns the reply owed to the
 /// requests still in flight.
 async fn read_loop(
-    shared: &std::sync::Weak<Shared>,
+    sweeps: Sweeps<'_>,
     mut rd: OwnedReadHalf,
     mut codec: Box<dyn Codec>,
     cluster: &ClusterMetrics,
@@ -295,8 +297,9 @@ async fn read_loop(
             format!("upstream {addr} reset: {detail}"),
         )
     };
+    let shared = sweeps.shared;
     let mut buf = BytesMut::with_capacity(16 * 1024);
-    let mut sweep = tokio::time::interval(Duration::from_secs(1));
+    let mut sweep = tokio::time::interval(sweeps.period());
     loop {
         tokio::select! {
             r = rd.read_buf(&mut buf) => match r {
@@ -304,11 +307,12 @@ async fn read_loop(
                 Ok(_) => {}
                 Err(e) => return reset(&e.to_string()),
             },
-            _ = sweep.tick() => {
-                match shared.upgrade() {
-                    Some(s) if s.table().sweep() => return reset("idle"),
-                    Some(_) => {}
-                    None => return reset("connection dropped"),
+            now = sweep.tick() => {
+                let Some(s) = shared.upgrade() else {
+                    return reset("connection dropped");
+                };
+                if let Err(why) = s.table().sweep(now, sweeps.idle_timeout) {
+                    return reset(why);
                 }
                 continue;
             }
@@ -337,8 +341,10 @@ fn dispatch(s: &Shared, codec: &mut dyn Codec, mut frame: Frame, cluster: &Clust
         MessageKind::Response => {}
         MessageKind::Heartbeat => {
             let mut out = BytesMut::new();
-            if codec.heartbeat_reply(&frame, &mut out) {
-                let _ = s.tx.send(out);
+            if codec.heartbeat_reply(&frame, &mut out)
+                && let Some(tx) = &s.table().tx
+            {
+                let _ = tx.send(out);
             }
             return;
         }
@@ -350,10 +356,13 @@ fn dispatch(s: &Shared, codec: &mut dyn Codec, mut frame: Frame, cluster: &Clust
     }
     let waiter = {
         let mut table = s.table();
-        match s.correlation {
+        let w = match s.correlation {
             Correlation::RequestId => table.by_id.remove(&frame.meta.request_id),
             Correlation::InOrder => table.fifo.pop_front(),
-        }
+        };
+        // The last response owed by a draining connection: it closes after this delivery.
+        table.finish_if_drained();
+        w
     };
     let Some(w) = waiter else {
         cluster.unknown_responses.inc();
@@ -386,23 +395,4 @@ fn dispatch(s: &Shared, codec: &mut dyn Codec, mut frame: Frame, cluster: &Clust
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_wrap_and_skip_in_flight() {
-        let mut t = Table::default();
-        let (tx, _rx) = oneshot::channel();
-        t.by_id.insert(
-            2,
-            Waiter {
-                original_id: 9,
-                tx,
-                response_mutation: None,
-            },
-        );
-        assert_eq!(allocate(&mut t, 3), 1);
-        assert_eq!(allocate(&mut t, 3), 3, "2 is in flight");
-        assert_eq!(allocate(&mut t, 3), 1, "wraps");
-    }
-}
+mod tests;
