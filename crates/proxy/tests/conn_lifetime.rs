@@ -228,3 +228,37 @@ async fn idle_timeout_closes_the_connection_and_counts_it() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_update_drains_connections_opened_under_the_old_config() {
+    bounded(async {
+        let (a, seen) = backend("a", 0).await;
+        let (engine, addr) = engine_for(svc(a, None)).await;
+        let mut client = Client::connect(addr).await;
+        // Hold a request on the first connection across the update.
+        client.send(&request(1, CMD_HOLD, b"held")).await;
+        until(|| seen.requests.load(Ordering::SeqCst) == 1).await;
+        engine.update_clusters(vec![svc(a, Some(5))]).await.unwrap();
+        // New requests go to a new connection with the new budget: five fill it, and it
+        // closes; the old one still owes the held answer and stays.
+        for id in 2..=6 {
+            assert_eq!(client.call(id, 1, b"n").await, (false, "a:n".into()));
+        }
+        assert_eq!(seen.connections.load(Ordering::SeqCst), 2);
+        until(|| seen.eofs.load(Ordering::SeqCst) == 1).await;
+        assert_eq!(cluster_metric(&engine, "upstream_connections_active"), 1.0);
+        seen.release.notify_one();
+        let f = client.recv().await.unwrap();
+        assert_eq!((f.meta.request_id, &f.bytes[16..]), (1, &b"a:held"[..]));
+        // Then the old connection closes too.
+        until(|| seen.eofs.load(Ordering::SeqCst) == 2).await;
+        until(|| cluster_metric(&engine, "upstream_connections_active") == 0.0).await;
+        assert_eq!(client.call(7, 1, b"m").await, (false, "a:m".into()));
+        assert_eq!(seen.connections.load(Ordering::SeqCst), 3);
+        assert_eq!(
+            cluster_metric(&engine, "upstream_cx_max_requests_total"),
+            1.0
+        );
+    })
+    .await;
+}

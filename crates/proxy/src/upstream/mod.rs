@@ -93,6 +93,8 @@ impl Shared {
 #[derive(Clone)]
 pub struct UpstreamConn {
     shared: Arc<Shared>,
+    /// The [`crate::cluster::ClusterState`] generation it was opened for.
+    generation: u64,
 }
 
 /// Everything a new upstream connection needs.
@@ -111,6 +113,8 @@ pub struct UpstreamSpec {
     pub listener: ListenerMetrics,
     /// This connection's place under the cluster's `max_connections`, held until it closes.
     pub slot: ConnSlot,
+    /// The generation of the cluster state it is opened for.
+    pub generation: u64,
     /// Requests it carries before draining (`None`: no limit).
     pub max_requests: Option<u32>,
     /// Closed after this long with nothing in flight and no traffic (`None`: never).
@@ -128,8 +132,24 @@ impl UpstreamConn {
             max_id: spec.codec.max_request_id().max(1),
             max_requests_reached: spec.cluster.cx_max_requests.clone(),
         });
+        let generation = spec.generation;
         tokio::spawn(run(Arc::downgrade(&shared), rx, spec));
-        Self { shared }
+        Self { shared, generation }
+    }
+
+    /// The generation of the cluster state it was opened for.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Takes no new request, delivers the responses owed, then closes (its cluster was
+    /// replaced by a config update).
+    pub fn drain(&self) {
+        let mut table = self.shared.table();
+        if table.drain() {
+            table.keep = Some(self.shared.clone());
+            table.finish_if_drained();
+        }
     }
 
     /// Whether the connection takes no new request (draining, closing or gone): new requests
@@ -251,6 +271,9 @@ async fn run(shared: Weak<Shared>, rx: mpsc::UnboundedReceiver<BytesMut>, mut sp
         }
         Some(Ending::MaxRequests) => {
             tracing::debug!(%addr, "upstream connection closed: max requests per connection");
+        }
+        Some(Ending::Replaced) => {
+            tracing::debug!(%addr, "upstream connection closed: cluster updated");
         }
         None => tracing::debug!(%addr, "upstream connection closed: {}", reply.message),
     }

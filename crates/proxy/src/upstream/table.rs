@@ -2,8 +2,8 @@
 //! (by upstream id, or FIFO), the hand-off to the writer, the request budget
 //! (`max_requests_per_connection`) and idleness.
 //!
-//! Lifecycle: *open* (takes requests) → *draining* (its budget is used up: takes no new request,
-//! still delivers the responses owed) → *closing* (the writer's sender is dropped: the writer
+//! Lifecycle: *open* (takes requests) → *draining* (its budget is used up, or its cluster was
+//! replaced by a config update: takes no new request, still delivers the responses owed) → *closing* (the writer's sender is dropped: the writer
 //! flushes what is queued, shuts the write side and ends the connection). An idle connection
 //! goes straight to closing. Any failure ends it at once ([`Table::fail_all`]).
 
@@ -24,8 +24,10 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// Why a connection closed itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Ending {
-    /// It carried `max_requests_per_connection` requests.
+    /// It carried `max_requests_per_connection` requests (drains).
     MaxRequests,
+    /// Its cluster was replaced by a config update (drains).
+    Replaced,
     /// Nothing in flight and no traffic for the idle timeout.
     Idle,
 }
@@ -98,10 +100,26 @@ impl Table {
             || self.fifo.iter().any(|w| !w.tx.is_closed())
     }
 
+    /// Whether the connection takes no new request but still delivers the responses it owes.
+    fn draining(&self) -> bool {
+        matches!(self.ending, Some(Ending::MaxRequests | Ending::Replaced)) && self.tx.is_some()
+    }
+
+    /// Starts draining (cluster replaced); `false` if the connection already stopped taking
+    /// requests.
+    pub(super) fn drain(&mut self) -> bool {
+        if self.closed {
+            return false;
+        }
+        self.closed = true;
+        self.ending = Some(Ending::Replaced);
+        true
+    }
+
     /// A draining connection whose responses are all delivered (or no longer awaited) starts
     /// closing.
     pub(super) fn finish_if_drained(&mut self) {
-        if self.ending == Some(Ending::MaxRequests) && self.tx.is_some() && !self.awaited() {
+        if self.draining() && !self.awaited() {
             self.close(Instant::now());
         }
     }
@@ -144,7 +162,7 @@ impl Table {
                 Ok(())
             };
         }
-        if self.ending == Some(Ending::MaxRequests) {
+        if self.draining() {
             self.finish_if_drained();
             return Ok(());
         }
@@ -244,6 +262,27 @@ mod tests {
         assert!(
             matches!(rx.try_recv(), Err(mpsc::error::TryRecvError::Disconnected)),
             "the writer sees its sender gone"
+        );
+    }
+
+    #[test]
+    fn a_replaced_connection_drains_once() {
+        let (mut t, _rx) = table(None);
+        let (w, caller) = waiter();
+        t.by_id.insert(1, w);
+        assert!(t.drain());
+        assert!(t.closed && t.tx.is_some(), "still owes a response");
+        assert!(!t.drain(), "already draining");
+        drop(caller);
+        t.finish_if_drained();
+        assert!(t.tx.is_none());
+        assert_eq!(t.ending, Some(Ending::Replaced));
+        let (mut idle, _rx) = table(None);
+        let now = Instant::now();
+        assert_eq!(idle.sweep(now, Some(Duration::ZERO)), Ok(()));
+        assert!(
+            !idle.drain(),
+            "an idle-closed connection is not drained again"
         );
     }
 

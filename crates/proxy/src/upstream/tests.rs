@@ -63,6 +63,7 @@ async fn a_request_racing_a_drained_connection_is_handed_back() {
         slot: cluster.reserve_connection().unwrap(),
         max_requests: cluster.config.max_requests_per_connection,
         idle_timeout: cluster.config.idle_timeout,
+        generation: cluster.generation,
     };
     let conn = UpstreamConn::spawn(spec);
     let mut set_id = |f: &mut Frame, id: u64| {
