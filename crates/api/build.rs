@@ -25,6 +25,8 @@ const ENVOY_ROOTS: &[&str] = &[
     "envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto",
     // gRPC clusters of the control plane's Envoy flavour (explicit HTTP/2 upstream).
     "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
+    // Upstream connection lifetime of a cluster (idle timeout of TCP-pooled clusters).
+    "envoy/extensions/upstreams/tcp/v3/tcp_protocol_options.proto",
 ];
 
 /// Our own protos (relative to `proto/`).

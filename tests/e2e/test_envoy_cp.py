@@ -1,6 +1,7 @@
 """End to end: `aeraki serve` → ADS → stock Envoy 1.40 (native dubbo_proxy / thrift_proxy) → real peers.
 
-Envoy ACKs every resource (zero update_rejected in its /stats, no NACK in aeraki's /status) and routes
+Envoy ACKs every resource (zero update_rejected in its /stats, no NACK in aeraki's /status; the Dubbo
+DestinationRule's connectionPool.tcp.idleTimeout arrives as TcpProtocolOptions) and routes
 real Thrift (thriftpy2, framed binary) and Dubbo (sofa-rpc-node) traffic as the MetaRouters say:
 method → subset, and a 50/50 weighted split. Envoy's listeners bind the ServiceEntry VIPs.
 """
@@ -72,9 +73,12 @@ def envoy_mesh(tmp_path_factory, node_peers):
             service_entry("thrift-envoy", THRIFT_HOST, thrift_vip, thrift_port, "thrift", {"v1": t1.port, "v2": t2.port}),
             service_entry("dubbo-envoy", DUBBO_HOST, dubbo_vip, dubbo_port, "dubbo", {"v1": d1.port, "v2": d2.port}),
         ])
+        dubbo_dr = destination_rule("dubbo-envoy", DUBBO_HOST)
+        # → envoy.extensions.upstreams.tcp.v3.TcpProtocolOptions{idle_timeout} on the dubbo_proxy clusters
+        dubbo_dr["spec"]["trafficPolicy"] = {"connectionPool": {"tcp": {"idleTimeout": "300s"}}}
         write_yaml(mesh / "destination-rules.yaml", [
             destination_rule("thrift-envoy", THRIFT_HOST),
-            destination_rule("dubbo-envoy", DUBBO_HOST),
+            dubbo_dr,
         ])
         write_yaml(mesh / "thrift-router.yaml", [meta_router("thrift-envoy", THRIFT_HOST, [
             mr_route("hello", THRIFT_HOST, "v2", {"method": "sayHello"}),
@@ -121,6 +125,15 @@ def test_envoy_acks_everything(envoy_mesh):
     dump = json.dumps(json.loads(body))
     for vip, _ in (envoy_mesh["thrift"], envoy_mesh["dubbo"]):
         assert vip in dump, f"no listener on {vip}:\n{dump[:2000]}"
+
+    # The DestinationRule idleTimeout reached Envoy's TCP connection pool options.
+    code, body = envoy.get("/config_dump?resource=dynamic_active_clusters")
+    assert code == 200
+    dubbo_clusters = [c["cluster"] for c in json.loads(body)["configs"] if DUBBO_HOST in c["cluster"]["name"]]
+    assert len(dubbo_clusters) == 3, [c["name"] for c in dubbo_clusters]
+    for c in dubbo_clusters:
+        tcp = c["typed_extension_protocol_options"]["envoy.extensions.upstreams.tcp.v3.TcpProtocolOptions"]
+        assert tcp["idle_timeout"] == "300s", c
 
 
 def test_envoy_thrift_method_route(envoy_mesh):

@@ -365,7 +365,8 @@ fn connection_pool(d: &mut Diag, p: &str, cp: &t::ConnectionPoolSettings) -> Con
             http.max_requests_per_connection,
         );
         out.max_retries = count(d, format!("{hp}.maxRetries"), http.max_retries);
-        if out.idle_timeout.is_none() {
+        // Istio's rule: http.idleTimeout wins over tcp.idleTimeout.
+        if http.idle_timeout.is_some() {
             out.idle_timeout = http.idle_timeout;
         }
         let http_only = [

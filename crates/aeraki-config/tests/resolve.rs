@@ -216,6 +216,36 @@ spec:
 }
 
 #[test]
+fn connection_lifetime_settings_http_idle_timeout_wins() {
+    let dr = |pool: &str| {
+        format!(
+            "---\napiVersion: networking.istio.io/v1beta1\nkind: DestinationRule\n\
+             metadata: {{name: dr, namespace: meta}}\nspec:\n  host: org.apache.dubbo.demo\n  \
+             trafficPolicy:\n    connectionPool: {pool}\n"
+        )
+    };
+    let pool_of = |pool: &str| {
+        let yaml = format!(
+            "{DUBBO_SE}{}{}",
+            we("a", "meta", "10.0.0.1", "v1"),
+            dr(pool)
+        );
+        view(&yaml)[0]
+            .traffic_policy
+            .as_ref()
+            .and_then(|p| p.connection_pool.clone())
+            .unwrap()
+    };
+    let both =
+        pool_of("{tcp: {idleTimeout: 30s}, http: {idleTimeout: 5s, maxRequestsPerConnection: 2}}");
+    assert_eq!(both.idle_timeout, Some(Duration::from_secs(5)));
+    assert_eq!(both.max_requests_per_connection, Some(2));
+    let tcp = pool_of("{tcp: {idleTimeout: 30s}, http: {maxRequestsPerConnection: 1}}");
+    assert_eq!(tcp.idle_timeout, Some(Duration::from_secs(30)));
+    assert_eq!(tcp.max_requests_per_connection, Some(1));
+}
+
+#[test]
 fn short_and_wildcard_destination_rule_hosts() {
     let svc = r#"
 apiVersion: v1

@@ -5,18 +5,15 @@ use std::time::Duration;
 
 use aeraki_model::resources::{CLUSTER, ENDPOINT};
 use aeraki_model::{
-    ConnectionPool, EndpointView, HashAlgorithm, LoadBalancer, LocalityLb, OutlierDetection,
-    Resolution, ServiceView, SimpleLb, TrafficPolicy, outbound_cluster_name,
+    EndpointView, HashAlgorithm, LoadBalancer, LocalityLb, OutlierDetection, Resolution,
+    ServiceView, SimpleLb, TrafficPolicy, outbound_cluster_name,
 };
-use envoy_types::pb::envoy::config::cluster::v3::circuit_breakers::Thresholds;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::common_lb_config::LocalityConfigSpecifier;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
     ClusterDiscoveryType, CommonLbConfig, DiscoveryType, DnsLookupFamily, EdsClusterConfig,
     LbConfig, LbPolicy, MaglevLbConfig, RingHashLbConfig,
 };
-use envoy_types::pb::envoy::config::cluster::v3::{
-    CircuitBreakers, Cluster, OutlierDetection as PbOutlier,
-};
+use envoy_types::pb::envoy::config::cluster::v3::{Cluster, OutlierDetection as PbOutlier};
 use envoy_types::pb::envoy::config::core::v3::address::Address as AddressKind;
 use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier;
 use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
@@ -33,13 +30,9 @@ use envoy_types::pb::google::protobuf::{ListValue, Struct, UInt64Value, Value as
 
 use aeraki_model::Protocol;
 use aeraki_model::resources::Flavor;
-use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
-use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::explicit_http_config::ProtocolConfig;
-use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
-    ExplicitHttpConfig, UpstreamProtocolOptions,
-};
 
 use crate::common::{any, duration, u32v};
+use crate::pool::{HTTP_PROTOCOL_OPTIONS, http2_only};
 use crate::{Cx, svc_id};
 
 /// Istio's default cluster connect timeout.
@@ -131,25 +124,12 @@ fn cluster(
         apply_policy(cx, svc, &name, &mut c, policy);
     }
     if svc.protocol == Protocol::Grpc && cx.flavor == Flavor::Envoy {
+        // The connection pool may have written these options already (with HTTP/2).
         c.typed_extension_protocol_options
-            .insert(HTTP_PROTOCOL_OPTIONS.to_owned(), any(&http2_only()));
+            .entry(HTTP_PROTOCOL_OPTIONS.to_owned())
+            .or_insert_with(|| any(&http2_only(None)));
     }
     cx.insert(CLUSTER, name, &c);
-}
-
-/// Key of the upstream HTTP options in `typed_extension_protocol_options`.
-const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
-
-/// Explicit HTTP/2 upstream: gRPC clusters (rate-limit services) for stock Envoy.
-fn http2_only() -> HttpProtocolOptions {
-    HttpProtocolOptions {
-        upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
-            ExplicitHttpConfig {
-                protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(Default::default())),
-            },
-        )),
-        ..Default::default()
-    }
 }
 
 /// `{ads: {}, resource_api_version: V3}`.
@@ -253,7 +233,7 @@ fn apply_policy(
         },
     }
     if let Some(pool) = &policy.connection_pool {
-        connection_pool(cx, svc, name, c, pool);
+        crate::pool::connection_pool(cx, svc, name, c, pool);
     }
     if let Some(od) = &policy.outlier_detection {
         c.outlier_detection = Some(outlier(od));
@@ -322,49 +302,6 @@ fn locality_lb(cx: &mut Cx<'_>, svc: &ServiceView, name: &str, c: &mut Cluster, 
                 fields: [("failover".to_owned(), list)].into_iter().collect(),
             },
         );
-}
-
-fn connection_pool(
-    cx: &mut Cx<'_>,
-    svc: &ServiceView,
-    name: &str,
-    c: &mut Cluster,
-    pool: &ConnectionPool,
-) {
-    if let Some(t) = pool.connect_timeout {
-        c.connect_timeout = Some(duration(t));
-    }
-    let limits = [
-        pool.max_connections,
-        pool.max_pending_requests,
-        pool.max_requests,
-        pool.max_retries,
-    ];
-    if limits.iter().any(Option::is_some) {
-        c.circuit_breakers = Some(CircuitBreakers {
-            thresholds: vec![Thresholds {
-                max_connections: pool.max_connections.map(u32v),
-                max_pending_requests: pool.max_pending_requests.map(u32v),
-                max_requests: pool.max_requests.map(u32v),
-                max_retries: pool.max_retries.map(u32v),
-                ..Default::default()
-            }],
-            ..Default::default()
-        });
-    }
-    if pool.max_requests_per_connection.is_some() {
-        cx.warn(format!(
-            "{}: cluster {name}: connectionPool.http.maxRequestsPerConnection is HTTP-specific \
-             and not applied",
-            svc_id(svc)
-        ));
-    }
-    if pool.idle_timeout.is_some() {
-        cx.warn(format!(
-            "{}: cluster {name}: connectionPool idleTimeout is not applied to clusters yet",
-            svc_id(svc)
-        ));
-    }
 }
 
 /// Istio's outlier-detection mapping. Only the detectors the user configured are enforced:

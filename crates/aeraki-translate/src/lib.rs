@@ -22,6 +22,7 @@ mod json;
 mod meta;
 mod native;
 mod policy;
+mod pool;
 #[cfg(test)]
 mod tests;
 

@@ -9,10 +9,10 @@ use serde_json::{Value, json};
 use crate::common::{dest_cluster, mirror_fraction, route_id, route_name};
 use crate::{to_json, translate};
 
-const H: &str = "svc.ns.svc.cluster.local";
-const PREFIX: &str = "service svc.ns.svc.cluster.local:20880 (tcp-metaprotocol-dubbo)";
+pub(crate) const H: &str = "svc.ns.svc.cluster.local";
+pub(crate) const PREFIX: &str = "service svc.ns.svc.cluster.local:20880 (tcp-metaprotocol-dubbo)";
 
-fn svc(app: &str) -> ServiceView {
+pub(crate) fn svc(app: &str) -> ServiceView {
     ServiceView {
         host: H.into(),
         namespace: "ns".into(),
@@ -78,14 +78,14 @@ fn with_routes(mut s: ServiceView, routes: Vec<RouteView>) -> ServiceView {
     s
 }
 
-fn view(services: Vec<ServiceView>) -> MeshView {
+pub(crate) fn view(services: Vec<ServiceView>) -> MeshView {
     MeshView {
         services,
         mesh: MeshSettings::default(),
     }
 }
 
-fn run(v: &MeshView, flavor: Flavor) -> (Value, Vec<String>) {
+pub(crate) fn run(v: &MeshView, flavor: Flavor) -> (Value, Vec<String>) {
     let t = translate(v, flavor);
     (to_json(&t.resources), t.warnings)
 }
@@ -380,22 +380,16 @@ fn warning_texts() {
     let redis_w = "service redis.x:20880 (tcp-redis): protocol redis is not translated yet; \
                    service skipped"
         .to_owned();
-    let pool_w = vec![
-        format!(
-            "{PREFIX}: cluster {}: trafficPolicy.loadBalancer.simple PASSTHROUGH is not \
+    let pool_w = vec![format!(
+        "{PREFIX}: cluster {}: trafficPolicy.loadBalancer.simple PASSTHROUGH is not \
              supported; ROUND_ROBIN used",
-            c(H)
-        ),
-        format!(
-            "{PREFIX}: cluster {}: connectionPool.http.maxRequestsPerConnection is HTTP-specific \
-             and not applied",
-            c(H)
-        ),
-        format!(
-            "{PREFIX}: cluster {}: connectionPool idleTimeout is not applied to clusters yet",
-            c(H)
-        ),
-    ];
+        c(H)
+    )];
+    let envoy_pool_w = format!(
+        "{PREFIX}: cluster {}: connectionPool.http.maxRequestsPerConnection has no equivalent in \
+         Envoy's TCP connection pool (dubbo_proxy/thrift_proxy); not applied",
+        c(H)
+    );
 
     let (_, w) = run(&v, Flavor::MetaProxy);
     let mut expected = vec![
@@ -417,6 +411,7 @@ fn warning_texts() {
         redis_w,
     ];
     expected.extend(pool_w);
+    expected.push(envoy_pool_w);
     expected.extend([
         format!(
             "{PREFIX}: MetaRouter ns/mr: localRateLimit cannot be expressed by Envoy dubbo_proxy; \

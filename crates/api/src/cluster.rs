@@ -31,6 +31,7 @@ pub(crate) fn cluster(c: &View, ads: bool) -> Result<Cluster, ConfigError> {
         "outlier_detection",
         "common_lb_config",
         "metadata",
+        "typed_extension_protocol_options",
     ])?;
     let name = c.str("name");
     if name.is_empty() {
@@ -105,6 +106,7 @@ pub(crate) fn cluster(c: &View, ads: bool) -> Result<Cluster, ConfigError> {
     if let Some(la) = c.msg("load_assignment") {
         endpoints = load_assignment(&la, discovery)?;
     }
+    let lifetime = protocol::conn_lifetime(c)?;
     Ok(Cluster {
         name,
         discovery,
@@ -117,6 +119,8 @@ pub(crate) fn cluster(c: &View, ads: bool) -> Result<Cluster, ConfigError> {
         outlier_detection: health::outlier_detection(c.msg("outlier_detection"))?,
         healthy_panic_threshold: health::healthy_panic_threshold(c.msg("common_lb_config"))?,
         locality_lb: locality::locality_lb(c)?,
+        max_requests_per_connection: lifetime.max_requests_per_connection,
+        idle_timeout: lifetime.idle_timeout,
     })
 }
 
@@ -316,6 +320,7 @@ fn endpoint(lbe: &View, discovery: DiscoveryType, priority: u32) -> Result<Endpo
 
 mod health;
 pub(crate) mod locality;
+pub(crate) mod protocol;
 
 #[cfg(test)]
 mod tests;

@@ -36,6 +36,16 @@ pub struct Cluster {
     /// are used as given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub locality_lb: Option<LocalityLb>,
+    /// Requests (two-way and one-way) an upstream connection carries over its lifetime; after
+    /// the last one it takes no new request, delivers the responses still owed and closes
+    /// (`HttpProtocolOptions.common_http_protocol_options.max_requests_per_connection`).
+    /// `None`: unlimited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_requests_per_connection: Option<u32>,
+    /// An upstream connection with nothing in flight and no traffic for this long is closed
+    /// (`common_http_protocol_options.idle_timeout`, or `TcpProtocolOptions.idle_timeout`).
+    /// `None`: never (set to 0 in the config). Default [`Cluster::DEFAULT_IDLE_TIMEOUT`].
+    pub idle_timeout: Option<Duration>,
 }
 
 /// Locality-aware load balancing: the proxy gives each endpoint a priority from its own
@@ -58,6 +68,10 @@ pub struct Locality {
 impl Cluster {
     /// Envoy's default `healthy_panic_threshold` (50%).
     pub const DEFAULT_HEALTHY_PANIC_THRESHOLD: f64 = 50.0;
+    /// Upstream idle timeout when the config sets none: 60 s (meta-proxy's long-standing
+    /// value; Envoy's are 1 h for HTTP and 10 min for TCP pools, needlessly long for
+    /// connections that many clients share).
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 }
 
 /// Circuit-breaker thresholds of a cluster (`circuit_breakers.thresholds`, priority DEFAULT).

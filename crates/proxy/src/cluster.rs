@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use meta_config::{Cluster, DiscoveryType, Endpoint};
@@ -51,7 +51,13 @@ pub struct ClusterState {
     pub metrics: ClusterMetrics,
     pub(crate) hosts: Arc<Hosts>,
     pub(crate) breakers: Arc<Breakers>,
+    /// Unique per state: upstream connections opened for an older state of the same cluster
+    /// (replaced by a config update) are drained.
+    pub(crate) generation: u64,
 }
+
+/// Source of [`ClusterState::generation`].
+static GENERATIONS: AtomicU64 = AtomicU64::new(0);
 
 impl ClusterState {
     /// Builds a cluster; STATIC endpoints must be IP addresses. STRICT_DNS clusters start empty
@@ -82,6 +88,7 @@ impl ClusterState {
             metrics,
             hosts,
             breakers,
+            generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
         })
     }
 
@@ -215,6 +222,8 @@ mod tests {
             circuit_breakers: Default::default(),
             outlier_detection: None,
             healthy_panic_threshold: Cluster::DEFAULT_HEALTHY_PANIC_THRESHOLD,
+            max_requests_per_connection: None,
+            idle_timeout: Some(Cluster::DEFAULT_IDLE_TIMEOUT),
         }
     }
 

@@ -223,6 +223,9 @@ impl ListenerShared {
     /// the least busy open one; a new one if there is none, or if all are busy and the limit
     /// allows more. New connections count against the cluster's `max_connections`; at that
     /// limit an open connection to the endpoint is shared, and with none the request overflows.
+    /// A draining connection (it reached `max_requests_per_connection`, or was opened under a
+    /// previous config of the cluster) is never handed out: it leaves the pool but keeps its
+    /// place under `max_connections` until it has closed.
     pub fn upstream(
         &self,
         cluster: &ClusterState,
@@ -234,7 +237,14 @@ impl ListenerShared {
         let name = &cluster.config.name;
         let mut best = None;
         if let Some(conns) = pool.get_mut(name).and_then(|m| m.get_mut(&(addr, variant))) {
-            conns.retain(|c| !c.is_closed());
+            conns.retain(|c| {
+                if c.generation() != cluster.generation {
+                    // Opened under the cluster's previous config: finish, then close.
+                    c.drain();
+                    return false;
+                }
+                !c.is_closed()
+            });
             best = conns
                 .iter()
                 .map(|c| (c.in_flight(), c))
@@ -259,6 +269,9 @@ impl ListenerShared {
             cluster: cluster.metrics.clone(),
             listener: self.metrics.clone(),
             slot,
+            max_requests: cluster.config.max_requests_per_connection,
+            idle_timeout: cluster.config.idle_timeout,
+            generation: cluster.generation,
         });
         pool.entry(name.clone())
             .or_default()

@@ -125,6 +125,8 @@ pub struct Metrics {
     rq_pending_overflow: Family<ClusterLabels, Counter>,
     rq_retry_overflow: Family<ClusterLabels, Counter>,
     cx_overflow: Family<ClusterLabels, Counter>,
+    cx_max_requests: Family<ClusterLabels, Counter>,
+    cx_idle_timeout: Family<ClusterLabels, Counter>,
     ejections_enforced: Family<DetectorLabels, Counter>,
     ejections_active: Family<ClusterLabels, Gauge>,
     breaker_open: Family<BreakerLabels, Gauge>,
@@ -205,6 +207,8 @@ impl Metrics {
             rq_pending_overflow: Family::default(),
             rq_retry_overflow: Family::default(),
             cx_overflow: Family::default(),
+            cx_max_requests: Family::default(),
+            cx_idle_timeout: Family::default(),
             ejections_enforced: Family::default(),
             ejections_active: Family::default(),
             breaker_open: Family::default(),
@@ -305,6 +309,16 @@ impl Metrics {
             "upstream_cx_overflow",
             "Times the max_connections circuit breaker stopped a new upstream connection",
             m.cx_overflow.clone(),
+        );
+        r.register(
+            "upstream_cx_max_requests",
+            "Upstream connections that reached max_requests_per_connection (then drained and closed)",
+            m.cx_max_requests.clone(),
+        );
+        r.register(
+            "upstream_cx_idle_timeout",
+            "Upstream connections closed by the cluster's idle timeout",
+            m.cx_idle_timeout.clone(),
         );
         r.register(
             "outlier_ejections_enforced",
@@ -491,6 +505,8 @@ impl Metrics {
             rq_pending_overflow: self.rq_pending_overflow.get_or_create_owned(&labels),
             rq_retry_overflow: self.rq_retry_overflow.get_or_create_owned(&labels),
             cx_overflow: self.cx_overflow.get_or_create_owned(&labels),
+            cx_max_requests: self.cx_max_requests.get_or_create_owned(&labels),
+            cx_idle_timeout: self.cx_idle_timeout.get_or_create_owned(&labels),
             ejections_enforced: DETECTORS.map(|d| {
                 self.ejections_enforced
                     .get_or_create_owned(&DetectorLabels {
@@ -602,6 +618,10 @@ pub struct ClusterMetrics {
     pub rq_retry_overflow: Counter,
     /// `upstream_cx_overflow_total`.
     pub cx_overflow: Counter,
+    /// `upstream_cx_max_requests_total`.
+    pub cx_max_requests: Counter,
+    /// `upstream_cx_idle_timeout_total`.
+    pub cx_idle_timeout: Counter,
     /// `outlier_ejections_enforced_total`, one per [`DETECTORS`] entry.
     pub ejections_enforced: [Counter; 3],
     /// `outlier_ejections_active`.

@@ -103,6 +103,8 @@ fn cluster(name: &str, addr: SocketAddr) -> Cluster {
         circuit_breakers: Default::default(),
         outlier_detection: None,
         healthy_panic_threshold: Cluster::DEFAULT_HEALTHY_PANIC_THRESHOLD,
+        max_requests_per_connection: None,
+        idle_timeout: Some(Cluster::DEFAULT_IDLE_TIMEOUT),
     }
 }
 

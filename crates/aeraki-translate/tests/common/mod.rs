@@ -197,9 +197,9 @@ pub fn consistent_hash_subset() -> MeshView {
             connect_timeout: Some(Duration::from_millis(2500)),
             max_pending_requests: Some(10),
             max_requests: Some(1000),
-            max_requests_per_connection: None,
+            max_requests_per_connection: Some(100),
             max_retries: Some(3),
-            idle_timeout: None,
+            idle_timeout: Some(Duration::from_secs(300)),
         }),
         outlier_detection: Some(OutlierDetection {
             consecutive_errors: Some(5),

@@ -35,6 +35,8 @@ fn config(ports: &[(u16, u32)]) -> Cluster {
         circuit_breakers: CircuitBreakers::default(),
         outlier_detection: None,
         healthy_panic_threshold: Cluster::DEFAULT_HEALTHY_PANIC_THRESHOLD,
+        max_requests_per_connection: None,
+        idle_timeout: Some(Cluster::DEFAULT_IDLE_TIMEOUT),
     }
 }
 

@@ -22,7 +22,10 @@ use crate::lb::LbContext;
 use crate::listener::{ListenerRt, RouteRt, Target};
 use crate::upstream::{ForwardError, Outcome, Waiter};
 
+mod hand_off;
 mod outcome;
+
+use hand_off::HandOff;
 
 pub(crate) use outcome::{ABORT_MESSAGE, abort_kind, classify, retryable, roll};
 
@@ -174,16 +177,24 @@ impl Exchange {
         if keep {
             self.tried.push(addr);
         }
-        let l = &self.conn.l;
-        let options = self.rt.codec_options();
         self.target().metrics.upstream_requests.inc();
-        let up = match l.upstream(&self.cluster, addr, self.variant, options) {
-            Ok(up) => up,
-            Err(o) => {
+        let (waiter, rx) = match self.guard {
+            Some(_) => {
+                let (tx, rx) = oneshot::channel();
+                let waiter = Waiter {
+                    original_id: self.meta.request_id,
+                    tx,
+                    response_mutation: self.route().response_mutation.clone(),
+                };
+                (Some(waiter), Some(rx))
+            }
+            None => (None, None),
+        };
+        let sent = match self.hand_off(addr, frame, waiter, codec) {
+            Err(HandOff::Overflow(reply)) => {
                 // The connection limit (max_connections) of the cluster: not the host's fault.
-                let reply = o.reply(&self.cluster.config.name);
-                if self.guard.is_none() {
-                    l.metrics.count_local_reply(reply.kind);
+                if rx.is_none() {
+                    self.conn.l.metrics.count_local_reply(reply.kind);
                     return Sent::Done;
                 }
                 return Sent::Failed {
@@ -192,30 +203,19 @@ impl Exchange {
                     reply,
                 };
             }
+            Err(HandOff::Forward(e)) => Err(e),
+            Ok(()) => Ok(()),
         };
-        if self.guard.is_none() {
-            if up.forward(frame, None, &mut |_, _| Ok(())).is_err() {
-                l.metrics.count_local_reply(ErrorKind::UpstreamReset);
+        let Some(rx) = rx else {
+            // One-way: written and forgotten.
+            if sent.is_err() {
+                self.conn
+                    .l
+                    .metrics
+                    .count_local_reply(ErrorKind::UpstreamReset);
             }
             return Sent::Done;
-        }
-        let (tx, rx) = oneshot::channel();
-        let waiter = Waiter {
-            original_id: self.meta.request_id,
-            tx,
-            response_mutation: self.route().response_mutation.clone(),
         };
-        let mut sent = up.forward(frame, Some(waiter), &mut |f, id| {
-            codec.set_request_id(f, id)
-        });
-        if let Err(ForwardError::Closed(back)) = sent {
-            // The shared connection closed (idle, reset) just now: once more on a fresh one.
-            let (frame, waiter) = *back;
-            sent = match l.upstream(&self.cluster, addr, self.variant, options) {
-                Ok(up) => up.forward(frame, waiter, &mut |f, id| codec.set_request_id(f, id)),
-                Err(_) => Err(ForwardError::Closed(Box::new((frame, waiter)))),
-            };
-        }
         let (result, kind, msg) = match sent {
             Ok(()) => return Sent::Waiting { rx, picked },
             Err(ForwardError::Closed(_) | ForwardError::Lost) => (

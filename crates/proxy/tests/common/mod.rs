@@ -31,6 +31,8 @@ pub const CMD_GARBAGE: u16 = 4;
 pub const CMD_PING_FIRST: u16 = 6;
 /// Answers with an error response (`FLAG_ERROR`).
 pub const CMD_ERROR: u16 = 8;
+/// Holds the answer until the test calls `Seen::release.notify_one()`.
+pub const CMD_HOLD: u16 = 999;
 
 /// What a backend observed.
 #[derive(Default)]
@@ -39,6 +41,10 @@ pub struct Seen {
     pub requests: AtomicUsize,
     pub one_way: AtomicUsize,
     pub heartbeat_replies: AtomicUsize,
+    /// Connections the proxy closed gracefully (EOF read).
+    pub eofs: AtomicUsize,
+    /// Lets one `CMD_HOLD` answer go.
+    pub release: tokio::sync::Notify,
 }
 
 /// A backend answering `<name>:<body>` to every request (after a random delay up to
@@ -91,7 +97,11 @@ async fn backend_conn(
     let mut ping_waiters: Vec<(u32, u16, BytesMut)> = Vec::new();
     loop {
         match rd.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) => {
+                seen.eofs.fetch_add(1, Ordering::SeqCst);
+                return;
+            }
+            Err(_) => return,
             Ok(_) => {}
         }
         while let Ok(Some(f)) = codec.decode(&mut buf) {
@@ -128,6 +138,13 @@ async fn backend_conn(
                 }
                 CMD_GARBAGE => {
                     let _ = tx.send(BytesMut::from(&b"\x00\x01garbage"[..]));
+                }
+                CMD_HOLD => {
+                    let (tx, seen) = (tx.clone(), seen.clone());
+                    tokio::spawn(async move {
+                        seen.release.notified().await;
+                        let _ = tx.send(response(id, cmd, &out));
+                    });
                 }
                 CMD_PING_FIRST => {
                     ping_waiters.push((id, cmd, out));
@@ -261,6 +278,8 @@ pub fn cluster(name: &str, addrs: &[SocketAddr]) -> Cluster {
         circuit_breakers: Default::default(),
         outlier_detection: None,
         healthy_panic_threshold: Cluster::DEFAULT_HEALTHY_PANIC_THRESHOLD,
+        max_requests_per_connection: None,
+        idle_timeout: Some(Cluster::DEFAULT_IDLE_TIMEOUT),
     }
 }
 

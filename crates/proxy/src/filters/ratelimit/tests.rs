@@ -89,6 +89,8 @@ fn clusters(metrics: &Metrics, with_rls: bool) -> Arc<ArcSwap<ClusterMap>> {
             circuit_breakers: Default::default(),
             outlier_detection: None,
             healthy_panic_threshold: Cluster::DEFAULT_HEALTHY_PANIC_THRESHOLD,
+            max_requests_per_connection: None,
+            idle_timeout: Some(Cluster::DEFAULT_IDLE_TIMEOUT),
         };
         map.insert(
             "rls".to_owned(),
