@@ -72,6 +72,27 @@ impl Cluster {
     /// value; Envoy's are 1 h for HTTP and 10 min for TCP pools, needlessly long for
     /// connections that many clients share).
     pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+    /// A STATIC, round-robin cluster of `endpoints` with every other setting at its default
+    /// (Envoy's circuit breakers and panic threshold, our idle timeout), except a 1 s connect
+    /// timeout. What embedders and tests start from; a bootstrap goes through `meta-api`.
+    pub fn fixed(name: &str, endpoints: impl IntoIterator<Item = Endpoint>) -> Cluster {
+        Cluster {
+            name: name.to_owned(),
+            discovery: DiscoveryType::Static,
+            connect_timeout: Duration::from_secs(1),
+            lb_policy: LbPolicy::RoundRobin,
+            endpoints: endpoints.into_iter().collect(),
+            dns_refresh_rate: Duration::from_secs(5),
+            eds_service_name: None,
+            circuit_breakers: CircuitBreakers::default(),
+            outlier_detection: None,
+            healthy_panic_threshold: Self::DEFAULT_HEALTHY_PANIC_THRESHOLD,
+            locality_lb: None,
+            max_requests_per_connection: None,
+            idle_timeout: Some(Self::DEFAULT_IDLE_TIMEOUT),
+        }
+    }
 }
 
 /// Circuit-breaker thresholds of a cluster (`circuit_breakers.thresholds`, priority DEFAULT).
@@ -238,4 +259,17 @@ pub struct Endpoint {
     /// The locality of its `LocalityLbEndpoints` group, if set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub locality: Option<Locality>,
+}
+
+impl Endpoint {
+    /// An endpoint at `addr`, weight 1, priority 0, no locality.
+    pub fn at(addr: std::net::SocketAddr) -> Endpoint {
+        Endpoint {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+            weight: 1,
+            priority: 0,
+            locality: None,
+        }
+    }
 }

@@ -201,29 +201,12 @@ mod tests {
     use super::*;
 
     fn config(policy: LbPolicy, ports: &[u16]) -> Cluster {
+        let endpoints = ports
+            .iter()
+            .map(|p| Endpoint::at(SocketAddr::from(([127, 0, 0, 1], *p))));
         Cluster {
-            locality_lb: None,
-            name: "c".into(),
-            discovery: DiscoveryType::Static,
-            connect_timeout: Duration::from_secs(1),
             lb_policy: policy,
-            endpoints: ports
-                .iter()
-                .map(|p| Endpoint {
-                    locality: None,
-                    host: "127.0.0.1".into(),
-                    port: *p,
-                    weight: 1,
-                    priority: 0,
-                })
-                .collect(),
-            dns_refresh_rate: Duration::from_secs(5),
-            eds_service_name: None,
-            circuit_breakers: Default::default(),
-            outlier_detection: None,
-            healthy_panic_threshold: Cluster::DEFAULT_HEALTHY_PANIC_THRESHOLD,
-            max_requests_per_connection: None,
-            idle_timeout: Some(Cluster::DEFAULT_IDLE_TIMEOUT),
+            ..Cluster::fixed("c", endpoints)
         }
     }
 

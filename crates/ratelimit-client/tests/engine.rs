@@ -10,8 +10,8 @@ use std::time::Duration;
 use aeraki_ratelimit::{Config, Service};
 use custom_codec_example::{CustomCodecFactory, FLAG_ERROR, HEADER_LEN, request, response};
 use meta_config::{
-    Bootstrap, Cluster, Destination, DiscoveryType, Endpoint, FilterConfig, GlobalRateLimit,
-    LbPolicy, Listener, MetaProtocolProxy, RateLimitDescriptor, Route, RouteConfig,
+    Bootstrap, Cluster, Destination, Endpoint, FilterConfig, GlobalRateLimit, Listener,
+    MetaProtocolProxy, RateLimitDescriptor, Route, RouteConfig,
 };
 use meta_proxy_engine::{CodecRegistry, Engine, Extensions, UpstreamLimits};
 use meta_ratelimit_client::GrpcRateLimitClient;
@@ -85,27 +85,7 @@ async fn call(s: &mut TcpStream, id: u32, cmd: u16) -> Result<String, String> {
 }
 
 fn cluster(name: &str, addr: SocketAddr) -> Cluster {
-    Cluster {
-        locality_lb: None,
-        name: name.into(),
-        discovery: DiscoveryType::Static,
-        connect_timeout: Duration::from_secs(1),
-        lb_policy: LbPolicy::RoundRobin,
-        endpoints: vec![Endpoint {
-            locality: None,
-            host: addr.ip().to_string(),
-            port: addr.port(),
-            weight: 1,
-            priority: 0,
-        }],
-        dns_refresh_rate: Duration::from_secs(5),
-        eds_service_name: None,
-        circuit_breakers: Default::default(),
-        outlier_detection: None,
-        healthy_panic_threshold: Cluster::DEFAULT_HEALTHY_PANIC_THRESHOLD,
-        max_requests_per_connection: None,
-        idle_timeout: Some(Cluster::DEFAULT_IDLE_TIMEOUT),
-    }
+    Cluster::fixed(name, [Endpoint::at(addr)])
 }
 
 fn config(deny: bool, clusters: Vec<Cluster>) -> Bootstrap {

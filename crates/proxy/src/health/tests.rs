@@ -4,9 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use meta_config::{
-    CircuitBreakers, Cluster, DiscoveryType, Endpoint, LbPolicy, OutlierDetection, RetryBudget,
-};
+use meta_config::{Cluster, Endpoint, OutlierDetection, RetryBudget};
 
 use super::{HostResult, Overflow};
 use crate::cluster::ClusterState;
@@ -14,30 +12,11 @@ use crate::lb::LbContext;
 use crate::metrics::Metrics;
 
 fn config(ports: &[(u16, u32)]) -> Cluster {
-    Cluster {
-        locality_lb: None,
-        name: "c".into(),
-        discovery: DiscoveryType::Static,
-        connect_timeout: Duration::from_secs(1),
-        lb_policy: LbPolicy::RoundRobin,
-        endpoints: ports
-            .iter()
-            .map(|(port, priority)| Endpoint {
-                locality: None,
-                host: "127.0.0.1".into(),
-                port: *port,
-                weight: 1,
-                priority: *priority,
-            })
-            .collect(),
-        dns_refresh_rate: Duration::from_secs(5),
-        eds_service_name: None,
-        circuit_breakers: CircuitBreakers::default(),
-        outlier_detection: None,
-        healthy_panic_threshold: Cluster::DEFAULT_HEALTHY_PANIC_THRESHOLD,
-        max_requests_per_connection: None,
-        idle_timeout: Some(Cluster::DEFAULT_IDLE_TIMEOUT),
-    }
+    let endpoints = ports.iter().map(|(port, priority)| Endpoint {
+        priority: *priority,
+        ..Endpoint::at(addr(*port))
+    });
+    Cluster::fixed("c", endpoints)
 }
 
 fn with_outlier(ports: &[(u16, u32)], f: impl FnOnce(&mut OutlierDetection)) -> Cluster {

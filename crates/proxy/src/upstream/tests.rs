@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use custom_codec_example::{CustomCodecFactory, request};
-use meta_config::{Cluster, DiscoveryType, LbPolicy};
+use meta_config::Cluster;
 use meta_protocol::{CodecFactory, CodecOptions, Side};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -15,19 +15,9 @@ use crate::metrics::Metrics;
 
 fn config() -> Cluster {
     Cluster {
-        locality_lb: None,
-        name: "c".into(),
-        discovery: DiscoveryType::Static,
-        connect_timeout: Duration::from_secs(1),
-        lb_policy: LbPolicy::RoundRobin,
-        endpoints: Vec::new(),
-        dns_refresh_rate: Duration::from_secs(5),
-        eds_service_name: None,
-        circuit_breakers: Default::default(),
-        outlier_detection: None,
-        healthy_panic_threshold: Cluster::DEFAULT_HEALTHY_PANIC_THRESHOLD,
         max_requests_per_connection: Some(1),
         idle_timeout: None,
+        ..Cluster::fixed("c", [])
     }
 }
 

@@ -13,9 +13,8 @@ use custom_codec_example::{
     response,
 };
 use meta_config::{
-    Bootstrap, Cluster, Destination, DiscoveryType, Endpoint, FilterConfig, LbPolicy, Listener,
-    MatchSpec, MetaProtocolProxy, MetadataMatcher, Route, RouteConfig, StringMatch,
-    StringMatchKind,
+    Bootstrap, Cluster, Destination, Endpoint, FilterConfig, Listener, MatchSpec,
+    MetaProtocolProxy, MetadataMatcher, Route, RouteConfig, StringMatch, StringMatchKind,
 };
 use meta_protocol::{Codec, CodecFactory, CodecOptions, Frame, MessageKind, Side};
 use meta_proxy_engine::{CodecRegistry, Engine};
@@ -257,30 +256,7 @@ pub fn to(cluster: &str) -> Destination {
 }
 
 pub fn cluster(name: &str, addrs: &[SocketAddr]) -> Cluster {
-    Cluster {
-        locality_lb: None,
-        name: name.into(),
-        discovery: DiscoveryType::Static,
-        connect_timeout: Duration::from_secs(1),
-        lb_policy: LbPolicy::RoundRobin,
-        endpoints: addrs
-            .iter()
-            .map(|a| Endpoint {
-                locality: None,
-                host: a.ip().to_string(),
-                port: a.port(),
-                weight: 1,
-                priority: 0,
-            })
-            .collect(),
-        dns_refresh_rate: Duration::from_secs(5),
-        eds_service_name: None,
-        circuit_breakers: Default::default(),
-        outlier_detection: None,
-        healthy_panic_threshold: Cluster::DEFAULT_HEALTHY_PANIC_THRESHOLD,
-        max_requests_per_connection: None,
-        idle_timeout: Some(Cluster::DEFAULT_IDLE_TIMEOUT),
-    }
+    Cluster::fixed(name, addrs.iter().copied().map(Endpoint::at))
 }
 
 pub fn proxy(routes: Vec<Route>) -> MetaProtocolProxy {

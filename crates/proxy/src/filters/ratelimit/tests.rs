@@ -3,13 +3,14 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use meta_config::{
-    Cluster, DiscoveryType, Endpoint, GlobalRateLimit, LbPolicy, MatchSpec, MetadataMatcher,
+    Cluster, Endpoint, GlobalRateLimit, MatchSpec, MetadataMatcher,
     RateLimitDescriptor as DescriptorConfig,
 };
 use meta_protocol::{ErrorKind, LocalReply, MessageKind, Metadata, Mutation};
@@ -71,27 +72,10 @@ fn config(deny: bool) -> GlobalRateLimit {
 fn clusters(metrics: &Metrics, with_rls: bool) -> Arc<ArcSwap<ClusterMap>> {
     let mut map = HashMap::new();
     if with_rls {
-        let c = Cluster {
-            locality_lb: None,
-            name: "rls".into(),
-            discovery: DiscoveryType::Static,
-            connect_timeout: Duration::from_secs(1),
-            lb_policy: LbPolicy::RoundRobin,
-            endpoints: vec![Endpoint {
-                locality: None,
-                host: "127.0.0.1".into(),
-                port: 8081,
-                weight: 1,
-                priority: 0,
-            }],
-            dns_refresh_rate: Duration::from_secs(5),
-            eds_service_name: None,
-            circuit_breakers: Default::default(),
-            outlier_detection: None,
-            healthy_panic_threshold: Cluster::DEFAULT_HEALTHY_PANIC_THRESHOLD,
-            max_requests_per_connection: None,
-            idle_timeout: Some(Cluster::DEFAULT_IDLE_TIMEOUT),
-        };
+        let c = Cluster::fixed(
+            "rls",
+            [Endpoint::at(SocketAddr::from(([127, 0, 0, 1], 8081)))],
+        );
         map.insert(
             "rls".to_owned(),
             Arc::new(ClusterState::new(c, metrics).unwrap()),
