@@ -101,7 +101,11 @@ pub(crate) fn check_server_cluster(
         "{}.ads_config.grpc_services[0].envoy_grpc.cluster_name",
         dr.path
     );
-    match clusters.iter().find(|c| c.name == x.server_cluster) {
+    let found = clusters
+        .iter()
+        .enumerate()
+        .find(|(_, c)| c.name == x.server_cluster);
+    match found {
         None => Err(ConfigError::new(
             path,
             format!(
@@ -109,10 +113,24 @@ pub(crate) fn check_server_cluster(
                 x.server_cluster
             ),
         )),
-        Some(c) if c.endpoints.is_empty() => Err(ConfigError::new(
+        Some((_, c)) if c.endpoints.is_empty() => Err(ConfigError::new(
             path,
             format!("cluster '{}' has no endpoints", x.server_cluster),
         )),
+        // The ADS channel is one long-lived gRPC connection, not the proxy's request pool.
+        Some((i, c))
+            if c.max_requests_per_connection.is_some()
+                || c.idle_timeout != Some(Cluster::DEFAULT_IDLE_TIMEOUT) =>
+        {
+            Err(ConfigError::new(
+                format!("static_resources.clusters[{i}].typed_extension_protocol_options"),
+                format!(
+                    "cluster '{}' carries the ADS stream, which keeps one connection open: \
+                     max_requests_per_connection and idle_timeout cannot apply to it",
+                    c.name
+                ),
+            ))
+        }
         Some(_) => Ok(()),
     }
 }

@@ -82,6 +82,18 @@ fn dynamic_resources_refusals_name_their_path() {
          cluster named 'nope' (the control plane's address)"
     );
     assert_eq!(
+        err(
+            "  - name: xds\n    type: STATIC\n",
+            "  - name: xds\n    type: STATIC\n    typed_extension_protocol_options:\n      \
+             envoy.extensions.upstreams.tcp.v3.TcpProtocolOptions:\n        \
+             '@type': type.googleapis.com/envoy.extensions.upstreams.tcp.v3.TcpProtocolOptions\n        \
+             idle_timeout: 5s\n"
+        ),
+        "static_resources.clusters[0].typed_extension_protocol_options: cluster 'xds' carries \
+         the ADS stream, which keeps one connection open: max_requests_per_connection and \
+         idle_timeout cannot apply to it"
+    );
+    assert_eq!(
         err("transport_api_version: V3\n    ", ""),
         "dynamic_resources.ads_config.transport_api_version: must be V3"
     );
