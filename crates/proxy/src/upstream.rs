@@ -19,7 +19,6 @@ use meta_protocol::{
     Codec, CodecError, Correlation, ErrorKind, Frame, LocalReply, MessageKind, Mutation,
 };
 use prometheus_client::metrics::counter::Counter;
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{mpsc, oneshot};
@@ -27,6 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::health::ConnSlot;
 use crate::io::write_pump;
 use crate::metrics::{ClusterMetrics, ListenerMetrics};
+use crate::readbuf::ReadBuf;
 
 /// Sweeps (one a second) without traffic after which an upstream connection is closed.
 const IDLE_SWEEPS: u32 = 60;
@@ -295,11 +295,11 @@ async fn read_loop(
             format!("upstream {addr} reset: {detail}"),
         )
     };
-    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut rb = ReadBuf::new();
     let mut sweep = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
-            r = rd.read_buf(&mut buf) => match r {
+            r = rb.read(&mut rd) => match r {
                 Ok(0) => return reset("connection closed"),
                 Ok(_) => {}
                 Err(e) => return reset(&e.to_string()),
@@ -314,9 +314,15 @@ async fn read_loop(
             }
         }
         loop {
-            let frame = match codec.decode(&mut buf) {
-                Ok(Some(f)) => f,
-                Ok(None) => break,
+            let frame = match codec.decode(rb.bytes()) {
+                Ok(Some(f)) => {
+                    rb.decoded(f.bytes.len());
+                    f
+                }
+                Ok(None) => {
+                    rb.reserve_frame(|b| codec.frame_len(b));
+                    break;
+                }
                 Err(e) => {
                     listener.decode_errors_upstream.inc();
                     tracing::warn!(%addr, "bad upstream response: {e}");
