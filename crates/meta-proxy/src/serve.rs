@@ -13,15 +13,26 @@ use tokio::sync::oneshot;
 /// How long the admin server may take to finish its requests after shutdown.
 const ADMIN_DRAIN: Duration = Duration::from_secs(5);
 
-/// Runs the proxy on a multi-thread runtime with `workers` threads until SIGINT or SIGTERM.
+/// Runs the proxy until SIGINT or SIGTERM: with one worker on a current-thread runtime (the
+/// whole proxy on the main thread), with more on a multi-thread runtime of `workers` threads.
+///
+/// One worker as a multi-thread runtime would be two threads (the main thread waiting in
+/// `block_on`, the worker running every task), with the multi-thread scheduler's cross-thread
+/// wake-up and parking machinery on every idle period; the current-thread scheduler runs the
+/// same tasks with less of it (measured in docs/benchmarks.md, profile of 2026-12-06).
 pub(crate) fn serve(
     bootstrap: meta_config::Bootstrap,
     factories: Vec<Arc<dyn CodecFactory>>,
     workers: usize,
 ) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .thread_name("meta-proxy-worker")
+    let mut builder = if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers).thread_name("meta-proxy-worker");
+        b
+    };
+    let runtime = builder
         .enable_all()
         .build()
         .context("cannot start the runtime")?;

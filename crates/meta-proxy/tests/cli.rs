@@ -310,9 +310,19 @@ fn spawn_backend() -> u16 {
 
 #[test]
 fn serves_proxies_and_stops_on_sigterm() {
+    serve_then_stop_on_sigterm("2");
+}
+
+/// One worker runs the whole proxy (data plane, admin, signals) on a current-thread runtime.
+#[test]
+fn one_worker_serves_proxies_and_stops_on_sigterm() {
+    serve_then_stop_on_sigterm("1");
+}
+
+fn serve_then_stop_on_sigterm(concurrency: &str) {
     let backend = spawn_backend();
     let (listen, admin) = (free_port(), free_port());
-    let dir = TempDir::new("serve");
+    let dir = TempDir::new(&format!("serve-{concurrency}"));
     let log = dir.0.join("admin.log");
     let extra = format!("access_log_path: {}\n  ", log.display());
     let path = dir.write(
@@ -325,7 +335,7 @@ fn serves_proxies_and_stops_on_sigterm() {
         "-c",
         path.to_str().unwrap(),
         "--concurrency",
-        "2",
+        concurrency,
         "-l",
         "debug",
     ];

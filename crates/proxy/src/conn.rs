@@ -15,7 +15,6 @@ use meta_protocol::{
     Codec, ErrorKind, Frame, LocalReply, MessageKind, Metadata, Mutation, ResponseStatus, Side,
     keys,
 };
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -24,6 +23,7 @@ use crate::filter::{self, ChainStatus, RequestContext};
 use crate::io::{Backlog, write_pump};
 use crate::lb::LbContext;
 use crate::listener::{ListenerRt, ListenerShared, RouteRt, shutdown_signal};
+use crate::readbuf::ReadBuf;
 use crate::router::{self, Exchange};
 use crate::upstream::Waiter;
 
@@ -147,7 +147,7 @@ pub async fn serve(l: Arc<ListenerShared>, stream: TcpStream) {
         in_flight: AtomicUsize::new(0),
     });
     let mut tasks = JoinSet::new();
-    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut rb = ReadBuf::new();
     let mut shutdown = l.shutdown.clone();
     let stop = loop {
         while tasks.try_join_next().is_some() {}
@@ -162,8 +162,8 @@ pub async fn serve(l: Arc<ListenerShared>, stream: TcpStream) {
         }
         let read = async {
             match idle {
-                Some(d) => tokio::time::timeout(d, rd.read_buf(&mut buf)).await.ok(),
-                None => Some(rd.read_buf(&mut buf).await),
+                Some(d) => tokio::time::timeout(d, rb.read(&mut rd)).await.ok(),
+                None => Some(rb.read(&mut rd).await),
             }
         };
         let read = tokio::select! {
@@ -186,7 +186,7 @@ pub async fn serve(l: Arc<ListenerShared>, stream: TcpStream) {
                 break Stop::Abort;
             }
         }
-        if let Err(stop) = process(&conn, &mut buf, &mut tasks) {
+        if let Err(stop) = process(&conn, &mut rb, &mut tasks) {
             break stop;
         }
     };
@@ -211,33 +211,19 @@ pub async fn serve(l: Arc<ListenerShared>, stream: TcpStream) {
     l.metrics.cx_active.dec();
 }
 
-/// Most bytes reserved ahead of their arrival on a codec's word (a larger frame still grows
-/// the buffer as it comes), so a header alone cannot make the proxy allocate megabytes.
-const MAX_RESERVE_AHEAD: usize = 1024 * 1024;
-
-/// Makes room in `buf` for the rest of the partly received frame at its front, when the codec
-/// knows its length: one allocation per large frame instead of doubling (and copying) the
-/// buffer several times while it arrives.
-fn reserve_frame(codec: &dyn Codec, buf: &mut BytesMut) {
-    if buf.is_empty() {
-        return;
-    }
-    if let Some(total) = codec.frame_len(buf) {
-        let missing = total.saturating_sub(buf.len()).min(MAX_RESERVE_AHEAD);
-        buf.reserve(missing);
-    }
-}
-
-/// Decodes and handles every whole frame in `buf`. A decode error answers the offending request
+/// Decodes and handles every whole frame in `rb`. A decode error answers the offending request
 /// if the codec identified it, and stops the connection.
-fn process(conn: &Arc<Conn>, buf: &mut BytesMut, tasks: &mut JoinSet<()>) -> Result<(), Stop> {
+fn process(conn: &Arc<Conn>, rb: &mut ReadBuf, tasks: &mut JoinSet<()>) -> Result<(), Stop> {
     let rt = conn.l.rt.load_full();
     let mut codec = conn.codec();
     loop {
-        let frame = match codec.decode(buf) {
-            Ok(Some(f)) => f,
+        let frame = match codec.decode(rb.bytes()) {
+            Ok(Some(f)) => {
+                rb.decoded(f.bytes.len());
+                f
+            }
             Ok(None) => {
-                reserve_frame(codec.as_ref(), buf);
+                rb.reserve_frame(|b| codec.frame_len(b));
                 return Ok(());
             }
             Err(e) => {

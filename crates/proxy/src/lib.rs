@@ -34,6 +34,7 @@ pub mod lb;
 mod listener;
 mod locality;
 pub mod metrics;
+mod readbuf;
 mod router;
 mod upstream;
 

@@ -63,3 +63,57 @@ async fn fifty_clients_share_one_upstream_connection() {
     })
     .await;
 }
+
+/// Large requests and answers (100-350 KB: many read chunks each, larger than the first read's
+/// room) pipelined by several clients over the one shared upstream connection, written in
+/// pieces that cut frames anywhere: every byte reaches its caller intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_frames_cross_the_shared_connection_intact() {
+    bounded(async {
+        let (a, seen) = backend("a", 0).await;
+        let (_engine, addr) = start(bootstrap(
+            proxy(vec![route("all", vec![], to("a"))]),
+            vec![cluster("a", &[a])],
+        ))
+        .await;
+        let mut warm = Client::connect(addr).await;
+        assert_eq!(warm.call(1, 1, b"warm").await, (false, "a:warm".into()));
+        let mut clients = Vec::new();
+        for c in 0..4_usize {
+            clients.push(tokio::spawn(async move {
+                let mut client = Client::connect(addr).await;
+                let bodies: Vec<Vec<u8>> = (0..5_usize)
+                    .map(|r| {
+                        let len = 100_000 + r * 50_001 + c * 7;
+                        (0..len).map(|i| (i * 31 + c * 7 + r) as u8).collect()
+                    })
+                    .collect();
+                let mut wire = Vec::new();
+                for (r, body) in bodies.iter().enumerate() {
+                    wire.extend_from_slice(&request(r as u32 + 1, 1, body));
+                }
+                for chunk in wire.chunks(77_777) {
+                    client.send(chunk).await;
+                }
+                for _ in 0..bodies.len() {
+                    let f = client.recv().await.expect("a response");
+                    let r = f.meta.request_id as usize - 1;
+                    assert_eq!(&f.bytes[16..18], b"a:");
+                    assert!(
+                        f.bytes[18..] == bodies[r][..],
+                        "client {c}: answer {r} differs"
+                    );
+                }
+            }));
+        }
+        for c in clients {
+            c.await.unwrap();
+        }
+        assert_eq!(
+            seen.connections.load(Ordering::SeqCst),
+            1,
+            "one upstream connection"
+        );
+    })
+    .await;
+}

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use meta_protocol::{Codec, Correlation, ErrorKind, Frame, LocalReply, MessageKind};
-use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
 
 use super::{MAX_SWEEP, MIN_SWEEP, Shared};
 use crate::metrics::{ClusterMetrics, ListenerMetrics};
+use crate::readbuf::ReadBuf;
 
 /// What the periodic sweep of a connection needs.
 pub(super) struct Sweeps<'a> {
@@ -45,11 +45,11 @@ pub(super) async fn read_loop(
         )
     };
     let shared = sweeps.shared;
-    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut rb = ReadBuf::new();
     let mut sweep = tokio::time::interval(sweeps.period());
     loop {
         tokio::select! {
-            r = rd.read_buf(&mut buf) => match r {
+            r = rb.read(&mut rd) => match r {
                 Ok(0) => return reset("connection closed"),
                 Ok(_) => {}
                 Err(e) => return reset(&e.to_string()),
@@ -65,9 +65,15 @@ pub(super) async fn read_loop(
             }
         }
         loop {
-            let frame = match codec.decode(&mut buf) {
-                Ok(Some(f)) => f,
-                Ok(None) => break,
+            let frame = match codec.decode(rb.bytes()) {
+                Ok(Some(f)) => {
+                    rb.decoded(f.bytes.len());
+                    f
+                }
+                Ok(None) => {
+                    rb.reserve_frame(|b| codec.frame_len(b));
+                    break;
+                }
                 Err(e) => {
                     listener.decode_errors_upstream.inc();
                     tracing::warn!(%addr, "bad upstream response: {e}");
