@@ -124,7 +124,7 @@ async fn a_draining_connection_still_delivers_its_slow_response() {
         assert_eq!(seen.connections.load(Ordering::SeqCst), 2);
         // No handle to A is left in the pool or with the callers: it keeps itself alive.
         until(|| seen.eofs.load(Ordering::SeqCst) == 1).await;
-        assert_eq!(cluster_metric(&engine, "upstream_connections_active"), 1.0);
+        until(|| cluster_metric(&engine, "upstream_connections_active") == 1.0).await;
         seen.release.notify_one();
         let f = client.recv().await.unwrap();
         assert_eq!(f.meta.request_id, 1);
@@ -246,7 +246,7 @@ async fn a_cluster_update_drains_connections_opened_under_the_old_config() {
         }
         assert_eq!(seen.connections.load(Ordering::SeqCst), 2);
         until(|| seen.eofs.load(Ordering::SeqCst) == 1).await;
-        assert_eq!(cluster_metric(&engine, "upstream_connections_active"), 1.0);
+        until(|| cluster_metric(&engine, "upstream_connections_active") == 1.0).await;
         seen.release.notify_one();
         let f = client.recv().await.unwrap();
         assert_eq!((f.meta.request_id, &f.bytes[16..]), (1, &b"a:held"[..]));
