@@ -217,15 +217,9 @@ fn process(conn: &Arc<Conn>, rb: &mut ReadBuf, tasks: &mut JoinSet<()>) -> Resul
     let rt = conn.l.rt.load_full();
     let mut codec = conn.codec();
     loop {
-        let frame = match codec.decode(rb.bytes()) {
-            Ok(Some(f)) => {
-                rb.decoded(f.bytes.len());
-                f
-            }
-            Ok(None) => {
-                rb.reserve_frame(|b| codec.frame_len(b));
-                return Ok(());
-            }
+        let frame = match rb.decode(codec.as_mut()) {
+            Ok(Some(f)) => f,
+            Ok(None) => return Ok(()),
             Err(e) => {
                 conn.l.metrics.decode_errors_downstream.inc();
                 tracing::debug!(listener = %conn.l.name, "downstream decode error: {e}");

@@ -11,6 +11,7 @@
 //!   is forwarded. When the previous frame has been forwarded already, its allocation is reused.
 
 use bytes::BytesMut;
+use meta_protocol::{Codec, CodecError, Frame};
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
 
@@ -48,7 +49,8 @@ impl ReadBuf {
         }
     }
 
-    /// The bytes received and not yet decoded (a codec splits whole frames off the front).
+    /// The bytes received and not yet decoded (tests feed bytes through it).
+    #[cfg(test)]
     pub(crate) fn bytes(&mut self) -> &mut BytesMut {
         &mut self.buf
     }
@@ -61,8 +63,19 @@ impl ReadBuf {
         rd.read_buf(&mut self.buf).await
     }
 
+    /// The next whole frame at the front, decoded by `codec`, or `None` until more bytes
+    /// arrive (room for the rest of a frame of known length is then made in one allocation).
+    pub(crate) fn decode(&mut self, codec: &mut dyn Codec) -> Result<Option<Frame>, CodecError> {
+        let frame = codec.decode(&mut self.buf)?;
+        match &frame {
+            Some(f) => self.decoded(f.bytes.len()),
+            None => self.reserve_frame(|b| codec.frame_len(b)),
+        }
+        Ok(frame)
+    }
+
     /// Notes that a frame of `len` bytes was just split off the front.
-    pub(crate) fn decoded(&mut self, len: usize) {
+    fn decoded(&mut self, len: usize) {
         self.last_frame = len;
     }
 
@@ -70,7 +83,7 @@ impl ReadBuf {
     /// [`meta_protocol::Codec::frame_len`]) knows the whole length of the frame at the front,
     /// makes room for the rest of it in one allocation of exactly that size (at most
     /// [`MAX_RESERVE_AHEAD`] ahead).
-    pub(crate) fn reserve_frame(&mut self, frame_len: impl FnOnce(&[u8]) -> Option<usize>) {
+    fn reserve_frame(&mut self, frame_len: impl FnOnce(&[u8]) -> Option<usize>) {
         if self.buf.is_empty() {
             return;
         }

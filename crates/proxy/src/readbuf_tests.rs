@@ -52,15 +52,9 @@ fn read_once(
 
 fn decode_all(rb: &mut ReadBuf, codec: &mut dyn Codec, frames: &mut Vec<Frame>) {
     loop {
-        match codec.decode(rb.bytes()) {
-            Ok(Some(f)) => {
-                rb.decoded(f.bytes.len());
-                frames.push(f);
-            }
-            Ok(None) => {
-                rb.reserve_frame(|b| codec.frame_len(b));
-                return;
-            }
+        match rb.decode(codec) {
+            Ok(Some(f)) => frames.push(f),
+            Ok(None) => return,
             Err(e) => panic!("decode failed: {e}"),
         }
     }

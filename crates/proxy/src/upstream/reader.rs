@@ -65,15 +65,9 @@ pub(super) async fn read_loop(
             }
         }
         loop {
-            let frame = match codec.decode(rb.bytes()) {
-                Ok(Some(f)) => {
-                    rb.decoded(f.bytes.len());
-                    f
-                }
-                Ok(None) => {
-                    rb.reserve_frame(|b| codec.frame_len(b));
-                    break;
-                }
+            let frame = match rb.decode(codec.as_mut()) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
                 Err(e) => {
                     listener.decode_errors_upstream.inc();
                     tracing::warn!(%addr, "bad upstream response: {e}");
