@@ -11,9 +11,10 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 
-use common::{free_port, node, python, repo, run_client, start_ours, start_peer};
+use common::{node, python, repo, run_client, serve_peer, start_ours};
 use meta_bench::{CallError, Client, ClientOptions, Protocol};
 
 const THRIFT_VARIANTS: [(&str, &str); 6] = [
@@ -69,26 +70,13 @@ async fn our_thrift_server_answers_real_clients() {
 async fn our_thrift_client_calls_real_servers() {
     let Some(py) = python() else { return };
     for (protocol, transport) in THRIFT_VARIANTS {
-        let port = free_port();
         let script = if transport == "header" {
-            "tests/peers/thrift_apache_server.py"
+            "thrift_apache_server.py"
         } else {
-            "tests/peers/thrift_server.py"
+            "thrift_server.py"
         };
-        let mut cmd = Command::new(&py);
-        cmd.arg(repo().join(script)).args([
-            "--port",
-            &port.to_string(),
-            "--name",
-            "py1",
-            "--protocol",
-            protocol,
-            "--transport",
-            transport,
-        ]);
-        let _peer = tokio::task::spawn_blocking(move || start_peer(cmd))
-            .await
-            .unwrap();
+        let extra = ["--protocol", protocol, "--transport", transport];
+        let (port, _peer) = serve_peer(&py, script, "py1", &extra).await;
         let proto: Protocol = format!("thrift-{transport}-{protocol}").parse().unwrap();
         let mut c = Client::connect(proto, ("127.0.0.1", port)).await.unwrap();
         for i in 0..3 {
@@ -191,17 +179,7 @@ async fn our_dubbo_client_calls_sofa_rpc_node() {
     if !node() {
         return;
     }
-    let port = free_port();
-    let mut cmd = Command::new("node");
-    cmd.arg(repo().join("tests/peers/dubbo_server.js")).args([
-        "--port",
-        &port.to_string(),
-        "--name",
-        "js1",
-    ]);
-    let _peer = tokio::task::spawn_blocking(move || start_peer(cmd))
-        .await
-        .unwrap();
+    let (port, _peer) = serve_peer(Path::new("node"), "dubbo_server.js", "js1", &[]).await;
     let mut c = Client::connect(Protocol::Dubbo, ("127.0.0.1", port))
         .await
         .unwrap();

@@ -13,11 +13,12 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{free_port, node, python, repo, run_client, start_ours, start_peer};
+use common::{node, python, repo, run_client, serve_peer, start_ours};
 use meta_bench::load::{LoadOptions, Progress, run};
 use meta_bench::{Protocol, hello_text};
 
@@ -132,36 +133,13 @@ async fn load_real_server(proto: Protocol, port: u16) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_load_generator_drives_real_servers_with_120kb_requests() {
     if node() {
-        let port = free_port();
-        let mut cmd = Command::new("node");
-        cmd.arg(repo().join("tests/peers/dubbo_server.js")).args([
-            "--port",
-            &port.to_string(),
-            "--name",
-            "js2",
-        ]);
-        let _peer = tokio::task::spawn_blocking(move || start_peer(cmd))
-            .await
-            .unwrap();
+        let (port, _peer) = serve_peer(Path::new("node"), "dubbo_server.js", "js2", &[]).await;
         load_real_server(Protocol::Dubbo, port).await;
     }
     if let Some(py) = python() {
         for (protocol, transport) in [("binary", "framed"), ("compact", "framed")] {
-            let port = free_port();
-            let mut cmd = Command::new(&py);
-            cmd.arg(repo().join("tests/peers/thrift_server.py")).args([
-                "--port",
-                &port.to_string(),
-                "--name",
-                "py2",
-                "--protocol",
-                protocol,
-                "--transport",
-                transport,
-            ]);
-            let _peer = tokio::task::spawn_blocking(move || start_peer(cmd))
-                .await
-                .unwrap();
+            let extra = ["--protocol", protocol, "--transport", transport];
+            let (port, _peer) = serve_peer(&py, "thrift_server.py", "py2", &extra).await;
             let proto: Protocol = format!("thrift-{transport}-{protocol}").parse().unwrap();
             load_real_server(proto, port).await;
         }

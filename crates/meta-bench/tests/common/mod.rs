@@ -80,6 +80,20 @@ pub fn start_peer(mut cmd: Command) -> Peer {
     child
 }
 
+/// Starts the peer server `tests/peers/<script>`, run by `program` (`node` or a Python), on a
+/// free port under `name`, with `extra` arguments; returns its port once it is READY.
+pub async fn serve_peer(program: &Path, script: &str, name: &str, extra: &[&str]) -> (u16, Peer) {
+    let port = free_port();
+    let mut cmd = Command::new(program);
+    cmd.arg(repo().join("tests/peers").join(script))
+        .args(["--port", &port.to_string(), "--name", name])
+        .args(extra);
+    let peer = tokio::task::spawn_blocking(move || start_peer(cmd))
+        .await
+        .unwrap();
+    (port, peer)
+}
+
 /// Runs a peer client to completion (at most 60 s) and returns its JSON lines.
 pub fn run_client(mut cmd: Command) -> Vec<serde_json::Value> {
     cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
