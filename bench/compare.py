@@ -188,6 +188,8 @@ def main():
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--idle", type=int, default=1000, help="idle connections for the RSS probe")
     ap.add_argument("--protocols", default="thrift,dubbo")
+    ap.add_argument("--workloads", default=",".join(w for w, _ in WORKLOADS),
+                    help="comma-separated workload names (20B, 120KB)")
     ap.add_argument("--rounds", type=int, default=3,
                     help="rounds per protocol x workload; cells are medians over rounds")
     ap.add_argument("--bin-dir", required=True)
@@ -196,6 +198,11 @@ def main():
     args = ap.parse_args()
     if args.rounds < 1:
         ap.error(f"--rounds must be at least 1, got {args.rounds}")
+    known = dict(WORKLOADS)
+    workloads = [(w, known[w]) for w in args.workloads.split(",") if w in known]
+    unknown = [w for w in args.workloads.split(",") if w not in known]
+    if unknown or not workloads:
+        ap.error(f"--workloads: unknown {unknown or args.workloads!r}; known: {', '.join(known)}")
     bins = {"meta-bench": os.path.join(args.bin_dir, "meta-bench"),
             "meta-proxy": os.path.join(args.bin_dir, "meta-proxy"), "envoy": args.envoy}
     workdir = tempfile.mkdtemp(prefix="bench-compare-")
@@ -203,7 +210,7 @@ def main():
     started = time.monotonic()
     rows = []
     for proto in args.protocols.split(","):
-        for wname, payload in WORKLOADS:
+        for wname, payload in workloads:
             rows += bench_workload(proto, wname, payload, bins, args, workdir)
     table = render_table(rows, args)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
