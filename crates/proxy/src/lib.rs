@@ -58,6 +58,7 @@ pub use crate::filters::{
 pub use crate::listener::UpstreamLimits;
 use crate::listener::{ListenerRt, ListenerShared};
 use crate::metrics::Metrics;
+pub use crate::upstream::Load;
 
 /// How long [`Engine::shutdown`] waits for open connections to finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);

@@ -66,6 +66,7 @@ async fn busy_endpoints_get_more_connections() {
         let limits = UpstreamLimits {
             max_connections: 4,
             busy_threshold: 20,
+            ..UpstreamLimits::default()
         };
         // 2000 requests at once: above Envoy's default circuit breakers (1024).
         let mut c = cluster("a", &[a]);
@@ -98,6 +99,52 @@ async fn busy_endpoints_get_more_connections() {
         }
         let n = seen.connections.load(Ordering::SeqCst);
         assert!((2..=4).contains(&n), "{n} upstream connections");
+    })
+    .await;
+}
+
+/// With the default limits, small requests share one upstream connection however many are in
+/// flight, while large ones (128 KiB in flight makes a connection busy) spread over up to four.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_requests_spread_over_connections_small_ones_share_one() {
+    bounded(async {
+        for (size, expected) in [(16usize, 1..=1), (100 * 1024, 2..=4)] {
+            let (a, seen) = backend("a", 20).await;
+            let config = bootstrap(
+                proxy(vec![route("all", vec![], to("a"))]),
+                vec![cluster("a", &[a])],
+            );
+            let engine = Engine::start_with(config, codecs(), UpstreamLimits::default())
+                .await
+                .unwrap();
+            let addr = engine.listener_addrs()[0].1;
+            let mut tasks = Vec::new();
+            for c in 0..8u32 {
+                tasks.push(tokio::spawn(async move {
+                    let mut client = Client::connect(addr).await;
+                    let body = vec![b'a' + c as u8; size];
+                    let mut wire = Vec::new();
+                    for r in 1..=4u32 {
+                        wire.extend_from_slice(&request(r, 1, &body));
+                    }
+                    client.send(&wire).await;
+                    for _ in 0..4 {
+                        let f = client.recv().await.unwrap();
+                        assert_eq!(f.bytes.len(), 16 + 2 + size, "a:<body>");
+                        assert_eq!(f.bytes[18], b'a' + c as u8, "its own answer");
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+            let n = seen.connections.load(Ordering::SeqCst);
+            assert!(
+                expected.contains(&n),
+                "{size}-byte requests: {n} upstream connections"
+            );
+            engine.shutdown().await;
+        }
     })
     .await;
 }

@@ -20,8 +20,13 @@ async fn fifty_clients_share_one_upstream_connection() {
         // 10000 requests in flight: above Envoy's default max_requests (1024).
         let mut c = cluster("a", &[a]);
         c.circuit_breakers.max_requests = 1 << 20;
-        let (engine, addr) =
-            start(bootstrap(proxy(vec![route("all", vec![], to("a"))]), vec![c])).await;
+        // 10000 requests would make the connection busy and open more (UpstreamLimits): keep
+        // them on one, so that only id rewriting keeps 50 clients apart.
+        let (engine, addr) = start_limited(
+            bootstrap(proxy(vec![route("all", vec![], to("a"))]), vec![c]),
+            one_connection(),
+        )
+        .await;
         // Open the upstream connection first so that all clients share it.
         let mut warm = Client::connect(addr).await;
         assert_eq!(warm.call(1, 1, b"warm").await, (false, "a:warm".into()));
@@ -83,10 +88,13 @@ async fn fifty_clients_share_one_upstream_connection() {
 async fn large_frames_cross_the_shared_connection_intact() {
     bounded(async {
         let (a, seen) = backend("a", 0).await;
-        let (_engine, addr) = start(bootstrap(
-            proxy(vec![route("all", vec![], to("a"))]),
-            vec![cluster("a", &[a])],
-        ))
+        let (_engine, addr) = start_limited(
+            bootstrap(
+                proxy(vec![route("all", vec![], to("a"))]),
+                vec![cluster("a", &[a])],
+            ),
+            one_connection(),
+        )
         .await;
         let mut warm = Client::connect(addr).await;
         assert_eq!(warm.call(1, 1, b"warm").await, (false, "a:warm".into()));

@@ -61,6 +61,17 @@ pub struct Waiter {
     pub response_mutation: Option<Arc<ResponseMutation>>,
 }
 
+/// How much a connection carries: the requests waiting for a response and their size on the
+/// wire. The pool opens another connection when the least loaded one is busy by either
+/// measure ([`crate::listener::UpstreamLimits`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Load {
+    /// Bytes of the requests waiting for a response (first: it orders loads).
+    pub bytes: usize,
+    /// Requests waiting for a response.
+    pub requests: usize,
+}
+
 /// Why a request could not be handed to the connection.
 pub enum ForwardError {
     /// The connection is closed: the request is handed back, to be sent on another one.
@@ -156,9 +167,13 @@ impl UpstreamConn {
         self.shared.table().closed
     }
 
-    /// Requests waiting for a response.
-    pub fn in_flight(&self) -> usize {
-        self.shared.table().in_flight()
+    /// Requests waiting for a response and their bytes.
+    pub fn load(&self) -> Load {
+        let t = self.shared.table();
+        Load {
+            requests: t.in_flight(),
+            bytes: t.in_flight_bytes(),
+        }
     }
 
     /// Sends `frame` upstream. With a waiter, allocates a fresh id, rewrites it with `set_id`
@@ -177,31 +192,27 @@ impl UpstreamConn {
         }
         let mut registered = None;
         if let Some(w) = waiter {
-            match s.correlation {
+            let id = match s.correlation {
                 Correlation::RequestId => {
-                    if table.by_id.len() as u64 >= s.max_id {
+                    if table.in_flight() as u64 >= s.max_id {
                         return Err(ForwardError::Exhausted);
                     }
                     let id = table.allocate(s.max_id);
                     set_id(&mut frame, id).map_err(ForwardError::SetId)?;
-                    table.by_id.insert(id, w);
-                    registered = Some(Some(id));
+                    Some(id)
                 }
-                Correlation::InOrder => {
-                    table.fifo.push_back(w);
-                    registered = Some(None);
-                }
-            }
+                Correlation::InOrder => None,
+            };
+            table.register(id, w, frame.bytes.len());
+            registered = Some(id);
         }
         let handed = table
             .tx
             .as_ref()
             .is_some_and(|tx| tx.send(frame.bytes).is_ok());
         if !handed {
-            match registered {
-                Some(Some(id)) => drop(table.by_id.remove(&id)),
-                Some(None) => drop(table.fifo.pop_back()),
-                None => {}
+            if let Some(id) = registered {
+                table.unregister(id);
             }
             table.closed = true;
             return Err(ForwardError::Lost);

@@ -103,10 +103,10 @@ fn dispatch(s: &Shared, codec: &mut dyn Codec, mut frame: Frame, cluster: &Clust
     }
     let waiter = {
         let mut table = s.table();
-        let w = match s.correlation {
-            Correlation::RequestId => table.by_id.remove(&frame.meta.request_id),
-            Correlation::InOrder => table.fifo.pop_front(),
-        };
+        let w = table.take(match s.correlation {
+            Correlation::RequestId => Some(frame.meta.request_id),
+            Correlation::InOrder => None,
+        });
         // The last response owed by a draining connection: it closes after this delivery.
         table.finish_if_drained();
         w

@@ -51,8 +51,17 @@ pub(super) struct Table {
     idle_since: Option<Instant>,
     closing_since: Option<Instant>,
     pub(super) next_id: u64,
-    pub(super) by_id: HashMap<u64, Waiter>,
-    pub(super) fifo: VecDeque<Waiter>,
+    by_id: HashMap<u64, Pending>,
+    fifo: VecDeque<Pending>,
+    /// Bytes of the requests in `by_id` and `fifo` (what makes a connection busy with large
+    /// messages, see [`super::Load`]).
+    bytes: usize,
+}
+
+/// A request waiting for its response, and its size on the wire.
+pub(super) struct Pending {
+    pub(super) waiter: Waiter,
+    bytes: usize,
 }
 
 impl Table {
@@ -71,11 +80,52 @@ impl Table {
             next_id: 0,
             by_id: HashMap::new(),
             fifo: VecDeque::new(),
+            bytes: 0,
         }
     }
 
     pub(super) fn in_flight(&self) -> usize {
         self.by_id.len() + self.fifo.len()
+    }
+
+    /// Bytes of the requests waiting for a response.
+    pub(super) fn in_flight_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Registers a request of `bytes` bytes: under upstream id `id`, or last in the FIFO.
+    pub(super) fn register(&mut self, id: Option<u64>, waiter: Waiter, bytes: usize) {
+        let p = Pending { waiter, bytes };
+        self.bytes += bytes;
+        match id {
+            Some(id) => {
+                if let Some(old) = self.by_id.insert(id, p) {
+                    self.bytes -= old.bytes;
+                }
+            }
+            None => self.fifo.push_back(p),
+        }
+    }
+
+    /// Removes the waiter of upstream id `id`, or (`None`) the oldest in the FIFO.
+    pub(super) fn take(&mut self, id: Option<u64>) -> Option<Waiter> {
+        let p = match id {
+            Some(id) => self.by_id.remove(&id),
+            None => self.fifo.pop_front(),
+        }?;
+        self.bytes -= p.bytes;
+        Some(p.waiter)
+    }
+
+    /// Undoes the [`Table::register`] of a request that never reached the writer.
+    pub(super) fn unregister(&mut self, id: Option<u64>) {
+        let p = match id {
+            Some(id) => self.by_id.remove(&id),
+            None => self.fifo.pop_back(),
+        };
+        if let Some(p) = p {
+            self.bytes -= p.bytes;
+        }
     }
 
     /// Counts one request handed to the writer; `true` when it used up the budget (the
@@ -96,8 +146,8 @@ impl Table {
 
     /// Whether a caller still waits for a response.
     fn awaited(&self) -> bool {
-        self.by_id.values().any(|w| !w.tx.is_closed())
-            || self.fifo.iter().any(|w| !w.tx.is_closed())
+        self.by_id.values().any(|p| !p.waiter.tx.is_closed())
+            || self.fifo.iter().any(|p| !p.waiter.tx.is_closed())
     }
 
     /// Whether the connection takes no new request but still delivers the responses it owes.
@@ -136,11 +186,12 @@ impl Table {
     pub(super) fn fail_all(&mut self, reply: &LocalReply) -> Option<Arc<Shared>> {
         self.closed = true;
         self.tx = None;
-        for (_, w) in self.by_id.drain() {
-            let _ = w.tx.send(Err(reply.clone()));
+        self.bytes = 0;
+        for (_, p) in self.by_id.drain() {
+            let _ = p.waiter.tx.send(Err(reply.clone()));
         }
-        for w in self.fifo.drain(..) {
-            let _ = w.tx.send(Err(reply.clone()));
+        for p in self.fifo.drain(..) {
+            let _ = p.waiter.tx.send(Err(reply.clone()));
         }
         self.keep.take()
     }
@@ -153,7 +204,15 @@ impl Table {
         now: Instant,
         idle_timeout: Option<Duration>,
     ) -> Result<(), &'static str> {
-        self.by_id.retain(|_, w| !w.tx.is_closed());
+        let mut gone = 0;
+        self.by_id.retain(|_, p| {
+            let keep = !p.waiter.tx.is_closed();
+            if !keep {
+                gone += p.bytes;
+            }
+            keep
+        });
+        self.bytes -= gone;
         // FIFO entries keep their place (a late response must still pop them).
         if let Some(since) = self.closing_since {
             return if now.duration_since(since) > CLOSE_GRACE {
@@ -221,10 +280,47 @@ mod tests {
     #[test]
     fn ids_wrap_and_skip_in_flight() {
         let (mut t, _rx) = table(None);
-        t.by_id.insert(2, waiter().0);
+        t.register(Some(2), waiter().0, 10);
         assert_eq!(t.allocate(3), 1);
         assert_eq!(t.allocate(3), 3, "2 is in flight");
         assert_eq!(t.allocate(3), 1, "wraps");
+    }
+
+    #[test]
+    fn in_flight_bytes_follow_every_way_a_request_leaves() {
+        let (mut t, _rx) = table(None);
+        let (a, _ca) = waiter();
+        let (b, cb) = waiter();
+        let (c, _cc) = waiter();
+        t.register(Some(1), a, 100);
+        t.register(Some(2), b, 20);
+        t.register(Some(3), c, 3);
+        assert_eq!((t.in_flight(), t.in_flight_bytes()), (3, 123));
+        assert!(t.take(Some(1)).is_some(), "a response");
+        assert!(t.take(Some(1)).is_none(), "no second response");
+        assert_eq!(t.in_flight_bytes(), 23);
+        t.unregister(Some(3));
+        assert_eq!(t.in_flight_bytes(), 20, "never reached the writer");
+        drop(cb);
+        assert_eq!(t.sweep(Instant::now(), None), Ok(()));
+        assert_eq!((t.in_flight(), t.in_flight_bytes()), (0, 0), "caller gone");
+        // FIFO: responses pop the oldest; a failure clears everything.
+        let (d, _cd) = waiter();
+        let (e, _ce) = waiter();
+        t.register(None, d, 7);
+        t.register(None, e, 9);
+        assert_eq!(t.take(None).map(|w| w.original_id), Some(9));
+        assert_eq!(t.in_flight_bytes(), 9);
+        let (f, _cf) = waiter();
+        t.register(Some(5), f, 50);
+        assert!(
+            t.fail_all(&LocalReply::new(
+                meta_protocol::ErrorKind::UpstreamReset,
+                "x"
+            ))
+            .is_none()
+        );
+        assert_eq!((t.in_flight(), t.in_flight_bytes()), (0, 0));
     }
 
     #[test]
@@ -247,7 +343,7 @@ mod tests {
     fn a_draining_connection_closes_once_nothing_is_awaited() {
         let (mut t, mut rx) = table(Some(1));
         let (w, caller) = waiter();
-        t.by_id.insert(1, w);
+        t.register(Some(1), w, 10);
         assert!(t.count_request());
         t.finish_if_drained();
         assert!(t.tx.is_some(), "a response is still owed");
@@ -269,7 +365,7 @@ mod tests {
     fn a_replaced_connection_drains_once() {
         let (mut t, _rx) = table(None);
         let (w, caller) = waiter();
-        t.by_id.insert(1, w);
+        t.register(Some(1), w, 10);
         assert!(t.drain());
         assert!(t.closed && t.tx.is_some(), "still owes a response");
         assert!(!t.drain(), "already draining");
@@ -313,7 +409,7 @@ mod tests {
     fn a_request_in_flight_is_not_idle() {
         let (mut t, _rx) = table(None);
         let (w, _caller) = waiter();
-        t.by_id.insert(1, w);
+        t.register(Some(1), w, 10);
         let start = Instant::now();
         let timeout = Some(Duration::from_secs(1));
         for s in 0..5 {

@@ -17,7 +17,7 @@ use meta_config::{
     MetaProtocolProxy, MetadataMatcher, Route, RouteConfig, StringMatch, StringMatchKind,
 };
 use meta_protocol::{Codec, CodecFactory, CodecOptions, Frame, MessageKind, Side};
-use meta_proxy_engine::{CodecRegistry, Engine};
+use meta_proxy_engine::{CodecRegistry, Engine, UpstreamLimits};
 use rand::Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -298,9 +298,22 @@ pub fn codecs() -> CodecRegistry {
 
 /// Starts an engine and returns it with the address of listener `l`.
 pub async fn start(config: Bootstrap) -> (Arc<Engine>, SocketAddr) {
-    let engine = Engine::start(config, codecs()).await.unwrap();
+    start_limited(config, UpstreamLimits::default()).await
+}
+
+/// [`start`] with the listener's upstream connection limits.
+pub async fn start_limited(config: Bootstrap, limits: UpstreamLimits) -> (Arc<Engine>, SocketAddr) {
+    let engine = Engine::start_with(config, codecs(), limits).await.unwrap();
     let addr = engine.listener_addrs()[0].1;
     (engine, addr)
+}
+
+/// Limits that keep every request to an endpoint on one upstream connection.
+pub fn one_connection() -> UpstreamLimits {
+    UpstreamLimits {
+        max_connections: 1,
+        ..UpstreamLimits::default()
+    }
 }
 
 /// Value of the first metric line starting with `prefix` (labels included), 0 if absent.
