@@ -178,37 +178,80 @@ pub fn count_params(desc: &str) -> Option<usize> {
     Some(n)
 }
 
-/// What a request body says.
+/// The invocation fields before the arguments: what routing on `interface`, `method` and
+/// `version` needs.
 #[derive(Debug, Clone, Default)]
-pub struct RequestBody {
+pub struct RequestHead {
     /// Service path (interface).
     pub path: Option<String>,
     /// Service version.
     pub version: Option<String>,
     /// Method name.
     pub method: Option<String>,
-    /// Attachments (absent ones are located at the body end).
-    pub attachments: Attachments,
 }
 
-impl RequestBody {
-    /// Parses a request body.
-    pub fn parse(body: &[u8]) -> Result<Self, CodecError> {
-        let mut r = Reader::new(body);
+impl RequestHead {
+    /// Reads the fields up to the parameter types; returns them with the number of arguments.
+    fn read(r: &mut Reader<'_>) -> Result<(Self, usize), CodecError> {
         let field = |r: &mut Reader<'_>, what: &str| {
             r.read_opt_string()
                 .map_err(|e| malformed(&format!("request {what}"), e))
         };
-        field(&mut r, "dubbo version")?;
-        let path = field(&mut r, "service path")?;
-        let version = field(&mut r, "service version")?;
-        let method = field(&mut r, "method name")?;
-        let desc = field(&mut r, "parameter types")?.unwrap_or_default();
+        field(r, "dubbo version")?;
+        let path = field(r, "service path")?;
+        let version = field(r, "service version")?;
+        let method = field(r, "method name")?;
+        let desc = field(r, "parameter types")?.unwrap_or_default();
         let Some(n) = count_params(&desc) else {
             return Err(CodecError::malformed(format!(
                 "dubbo: invalid parameter type descriptor {desc:?}"
             )));
         };
+        let head = Self {
+            path,
+            version,
+            method,
+        };
+        Ok((head, n))
+    }
+
+    /// Parses the head of a request body; the arguments and attachments after it are not
+    /// looked at (nor validated).
+    pub fn parse(body: &[u8]) -> Result<Self, CodecError> {
+        Self::read(&mut Reader::new(body)).map(|(head, _)| head)
+    }
+
+    /// Fills `meta`: `interface`, `method`, `version` (when non-empty).
+    pub fn fill(&self, meta: &mut Metadata) {
+        if let Some(p) = &self.path {
+            meta.set("interface", p);
+        }
+        if let Some(m) = &self.method {
+            meta.set(METHOD, m);
+        }
+        if let Some(v) = self.version.as_deref().filter(|v| !v.is_empty()) {
+            meta.set("version", v);
+        }
+    }
+}
+
+/// The metadata key of the invoked method: always the invocation's, never an attachment's.
+pub const METHOD: &str = "method";
+
+/// What a request body says.
+#[derive(Debug, Clone, Default)]
+pub struct RequestBody {
+    /// The fields before the arguments.
+    pub head: RequestHead,
+    /// Attachments (absent ones are located at the body end).
+    pub attachments: Attachments,
+}
+
+impl RequestBody {
+    /// Parses a whole request body: head, arguments (skipped), attachments.
+    pub fn parse(body: &[u8]) -> Result<Self, CodecError> {
+        let mut r = Reader::new(body);
+        let (head, n) = RequestHead::read(&mut r)?;
         for i in 0..n {
             r.skip_value()
                 .map_err(|e| malformed(&format!("argument {i}"), e))?;
@@ -218,27 +261,18 @@ impl RequestBody {
         } else {
             Attachments::read(&mut r)?
         };
-        Ok(Self {
-            path,
-            version,
-            method,
-            attachments,
-        })
+        Ok(Self { head, attachments })
     }
 
-    /// Fills `meta`: `interface`, `method`, `version`, then every string attachment.
+    /// Fills `meta`: the head's keys, then every string attachment, which overrides
+    /// `interface` and `version` but never `method`: the invoked method is the invocation's,
+    /// so a route on `method` gives the same answer whether attachments are decoded or not.
     pub fn fill(&self, meta: &mut Metadata) {
-        if let Some(p) = &self.path {
-            meta.set("interface", p);
-        }
-        if let Some(m) = &self.method {
-            meta.set("method", m);
-        }
-        if let Some(v) = self.version.as_deref().filter(|v| !v.is_empty()) {
-            meta.set("version", v);
-        }
+        self.head.fill(meta);
         for (k, v) in self.attachments.strings() {
-            meta.set(k, v);
+            if !k.eq_ignore_ascii_case(METHOD) {
+                meta.set(k, v);
+            }
         }
     }
 }
@@ -264,17 +298,34 @@ pub struct ResponseBody {
     pub attachments: Option<Attachments>,
 }
 
+/// Reads and checks the response type at the start of an OK response body.
+fn read_rtype(r: &mut Reader<'_>) -> Result<i32, CodecError> {
+    let rtype = r.read_int().map_err(|e| malformed("response type", e))?;
+    if !(rtype::EXCEPTION..=rtype::NULL_WITH_ATTACHMENTS).contains(&rtype) {
+        return Err(CodecError::malformed(format!(
+            "dubbo: unknown response type {rtype}"
+        )));
+    }
+    Ok(rtype)
+}
+
+/// The response type of an OK response body; the value and attachments after it are not
+/// looked at (nor validated).
+pub fn response_type(body: &[u8]) -> Result<i32, CodecError> {
+    read_rtype(&mut Reader::new(body))
+}
+
+/// Whether response type `rtype` is an exception (0 or 3).
+pub fn is_exception(rtype: i32) -> bool {
+    rtype % rtype::WITH_ATTACHMENTS == rtype::EXCEPTION
+}
+
 impl ResponseBody {
-    /// Parses an OK response body.
+    /// Parses a whole OK response body.
     pub fn parse(body: &[u8]) -> Result<Self, CodecError> {
         let mut r = Reader::new(body);
-        let rtype = r.read_int().map_err(|e| malformed("response type", e))?;
+        let rtype = read_rtype(&mut r)?;
         let rtype_span = 0..r.pos();
-        if !(rtype::EXCEPTION..=rtype::NULL_WITH_ATTACHMENTS).contains(&rtype) {
-            return Err(CodecError::malformed(format!(
-                "dubbo: unknown response type {rtype}"
-            )));
-        }
         let attachments = if rtype >= rtype::WITH_ATTACHMENTS {
             if rtype != rtype::NULL_WITH_ATTACHMENTS {
                 r.skip_value().map_err(|e| malformed("response value", e))?;
@@ -288,10 +339,5 @@ impl ResponseBody {
             rtype_span,
             attachments,
         })
-    }
-
-    /// Whether the result is an exception.
-    pub fn is_exception(&self) -> bool {
-        self.rtype % rtype::WITH_ATTACHMENTS == rtype::EXCEPTION
     }
 }

@@ -3,10 +3,12 @@
 use bytes::BytesMut;
 use meta_protocol::{
     Codec, CodecError, CodecOptions, ErrorKind, Frame, LocalReply, MessageKind, Metadata, Mutation,
-    ResponseStatus, Side, keys,
+    ReadKeys, ResponseStatus, Side, keys,
 };
 
-use crate::body::{RequestBody, ResponseBody, rtype};
+use crate::body::{
+    METHOD, RequestBody, RequestHead, ResponseBody, is_exception, response_type, rtype,
+};
 use crate::header::{
     FLAG_EVENT, HEADER_LEN, HESSIAN2, Header, MAGIC, STATUS_OK, set_body_len, status,
 };
@@ -17,17 +19,69 @@ use crate::hessian::encode;
 pub struct DubboCodec {
     side: Side,
     options: CodecOptions,
+    /// Requests: walk the arguments to the attachments (a key other than `method` is read).
+    request_attachments: bool,
+    /// OK responses: walk the value to the attachments (a key other than the protocol status
+    /// is read).
+    response_attachments: bool,
 }
 
 impl DubboCodec {
-    /// A codec for one side of a connection.
+    /// A codec for one side of a connection; it decodes everything until
+    /// [`Codec::set_read_keys`] says otherwise.
     pub fn new(side: Side, options: CodecOptions) -> Self {
-        Self { side, options }
+        Self {
+            side,
+            options,
+            request_attachments: true,
+            response_attachments: true,
+        }
     }
 
     /// The side this codec was created for.
     pub fn side(&self) -> Side {
         self.side
+    }
+
+    /// Request metadata: the head's keys, plus the attachments when a key they may carry is
+    /// read. Without them the arguments are not walked: bytes after the parameter types are
+    /// not validated (the frame is forwarded as received; the server judges).
+    fn request_meta(&self, body: &[u8], meta: &mut Metadata) -> Result<(), CodecError> {
+        if self.request_attachments {
+            RequestBody::parse(body)?.fill(meta);
+        } else {
+            RequestHead::parse(body)?.fill(meta);
+        }
+        Ok(())
+    }
+
+    /// OK-response metadata: the status from the result type, plus the attachments when a key
+    /// they may carry is read. A body that does not parse is still a well-delimited frame: it
+    /// is forwarded, as an error, and the client decides (e.g. dubbo-remoting answers a null
+    /// result with a bare `N`, no result type). Without attachments only the result type is
+    /// read, so a damaged value after a valid type is not noticed.
+    fn response_meta(&self, body: &[u8], meta: &mut Metadata) {
+        let rtype = if self.response_attachments {
+            ResponseBody::parse(body).map(|resp| {
+                for (k, v) in resp.attachments.iter().flat_map(|a| a.strings()) {
+                    // The codec's own key: an attachment cannot fake an error status.
+                    if !k.eq_ignore_ascii_case(keys::PROTOCOL_STATUS) {
+                        meta.set(k, v);
+                    }
+                }
+                resp.rtype
+            })
+        } else {
+            response_type(body)
+        };
+        match rtype {
+            Ok(t) if is_exception(t) => {
+                meta.status = ResponseStatus::Error;
+                meta.set(keys::PROTOCOL_STATUS, "EXCEPTION");
+            }
+            Ok(_) => {}
+            Err(_) => meta.status = ResponseStatus::Error,
+        }
     }
 }
 
@@ -94,25 +148,10 @@ impl Codec for DubboCodec {
         let body = &buf[HEADER_LEN..total];
         match meta.kind {
             MessageKind::Request | MessageKind::OneWay => {
-                let req = RequestBody::parse(body).map_err(|e| e.with_request(meta.clone()))?;
-                req.fill(&mut meta);
+                self.request_meta(body, &mut meta)
+                    .map_err(|e| e.with_request(meta.clone()))?;
             }
-            MessageKind::Response if h.status == STATUS_OK => match ResponseBody::parse(body) {
-                Ok(resp) => {
-                    if resp.is_exception() {
-                        meta.status = ResponseStatus::Error;
-                        meta.set(keys::PROTOCOL_STATUS, "EXCEPTION");
-                    }
-                    if let Some(att) = &resp.attachments {
-                        for (k, v) in att.strings() {
-                            meta.set(k, v);
-                        }
-                    }
-                }
-                // The frame is well delimited, so it is forwarded and the client decides (e.g.
-                // dubbo-remoting answers a null result with a bare `N`, no result type).
-                Err(_) => meta.status = ResponseStatus::Error,
-            },
+            MessageKind::Response if h.status == STATUS_OK => self.response_meta(body, &mut meta),
             _ => {
                 if !h.is_request() && h.status != STATUS_OK {
                     meta.status = ResponseStatus::Error;
@@ -124,6 +163,15 @@ impl Codec for DubboCodec {
             }
         }
         Ok(Some(Frame::new(meta, buf.split_to(total))))
+    }
+
+    fn set_read_keys(&mut self, read: &ReadKeys) {
+        // `method` comes from the invocation, before the arguments. `interface` and `version`
+        // may be overridden by attachments, so reading them needs the attachments too.
+        self.request_attachments = read.contains_other_than(&[METHOD]);
+        // The protocol status comes from the status byte or the result type, never from an
+        // attachment.
+        self.response_attachments = read.contains_other_than(&[keys::PROTOCOL_STATUS]);
     }
 
     fn frame_len(&self, buf: &[u8]) -> Option<usize> {
@@ -176,7 +224,10 @@ impl Codec for DubboCodec {
             return Ok(());
         }
         for (k, v) in mutation.iter() {
-            frame.meta.set(k, v);
+            // As in decode: the invoked method is the invocation's, not an attachment's.
+            if !k.eq_ignore_ascii_case(METHOD) {
+                frame.meta.set(k, v);
+            }
         }
         Ok(())
     }

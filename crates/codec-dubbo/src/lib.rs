@@ -23,14 +23,23 @@
 //! parameter type descriptor (`Ljava/lang/String;I[J` = 3 arguments), the arguments (skipped), the
 //! attachment map. Metadata: `interface` (path), `method`, `version` (service version, when
 //! non-empty), then every string → string attachment (`path`, `group`, `timeout`, …; an attachment
-//! overrides a key above; non-string keys or values are skipped).
+//! overrides `interface` and `version`, never `method`, which is always the invocation's;
+//! non-string keys or values are skipped).
 //!
 //! Response: status ≠ 20 is an error and its body (the error message string) is not parsed.
 //! Status 20: a hessian int result type — 0 exception, 1 value, 2 null, and 3/4/5 the same
-//! followed by an attachment map. 0 and 3 are errors; attachments are exposed as strings. A
+//! followed by an attachment map. 0 and 3 are errors; attachments are exposed as strings (except
+//! one named `x-meta-protocol-status`: that key is the codec's). A
 //! response body that does not parse is still a well-delimited frame: it is forwarded untouched
 //! with status `Error` instead of failing the (possibly shared) upstream connection —
 //! dubbo-remoting, for one, answers a null result with a bare `N` and no result type.
+//!
+//! Keys nobody reads ([`Codec::set_read_keys`]): the attachments follow the arguments (a 120 KB
+//! string argument is 120 KB to walk), so they are decoded only when a key other than `method`
+//! is read (requests) or a key other than `x-meta-protocol-status` (responses). Skipped, a
+//! request is read up to its parameter types and a response up to its result type; what follows
+//! is not validated (the frame is forwarded byte for byte and the server or client judges it).
+//! Mutations re-parse the whole body when they are applied, so they work after a skipped decode.
 //!
 //! Mutations rewrite the attachment map in place (it is the last body element) and fix the body
 //! length; everything else is byte-for-byte untouched. Existing keys (case-insensitive) keep
@@ -103,5 +112,7 @@ impl CodecFactory for DubboCodecFactory {
     }
 }
 
+#[cfg(test)]
+mod read_keys_tests;
 #[cfg(test)]
 mod tests;

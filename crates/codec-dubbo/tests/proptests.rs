@@ -7,7 +7,7 @@ use bytes::BytesMut;
 use codec_dubbo::DubboCodec;
 use codec_dubbo::hessian::{Reader, encode};
 use meta_protocol::{
-    Codec, CodecOptions, Frame, KeyValues, MessageKind, Mutation, ResponseStatus, Side,
+    Codec, CodecOptions, Frame, KeyValues, MessageKind, Mutation, ReadKeys, ResponseStatus, Side,
 };
 use proptest::prelude::*;
 
@@ -71,7 +71,10 @@ impl Req {
             kv.set("version", &self.version);
         }
         for (k, v) in &self.attachments {
-            kv.set(k, v);
+            // The invoked method is the invocation's, never an attachment's.
+            if !k.eq_ignore_ascii_case("method") {
+                kv.set(k, v);
+            }
         }
         kv
     }
@@ -164,6 +167,24 @@ proptest! {
     }
 
     #[test]
+    fn method_only_decode_routes_like_a_full_decode(r in req()) {
+        let bytes = r.bytes();
+        let full = decode_all(&mut BytesMut::from(&bytes[..])).remove(0);
+        let mut c = codec();
+        c.set_read_keys(&ReadKeys::only(["method"]));
+        let head = c.decode(&mut BytesMut::from(&bytes[..])).unwrap().unwrap();
+        prop_assert_eq!(&head.bytes[..], &bytes[..]);
+        prop_assert_eq!(head.meta.get("method"), full.meta.get("method"));
+        prop_assert_eq!(head.meta.get("interface"), Some(r.path.as_str()));
+        prop_assert_eq!(
+            (head.meta.kind, head.meta.request_id, head.meta.body_size),
+            (full.meta.kind, full.meta.request_id, full.meta.body_size)
+        );
+        // Nothing but the head's keys.
+        prop_assert!(head.meta.strings.len() <= 3);
+    }
+
+    #[test]
     fn mutation_round_trip(r in req(), m in prop::collection::vec(("[a-zA-Z-]{1,8}", text()), 0..5)) {
         let mutation: Mutation = m.iter().map(|(k, v)| (k, v)).collect();
         let bytes = r.bytes();
@@ -174,6 +195,7 @@ proptest! {
         // Mutation keys only touch attachments, which override the routing keys when decoded.
         let mut atts: KeyValues = r.attachments.iter().map(|(k, v)| (k, v)).collect();
         atts.extend_from(&mutation);
+        atts.remove("method");
         expected.extend_from(&atts);
         for (k, v) in expected.iter() {
             prop_assert_eq!(again.meta.get(k), Some(v), "key {}", k);

@@ -14,7 +14,7 @@ use bytes::BytesMut;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use meta_bench::{ClientOptions, Protocol, padded_name, reply_bytes, request_bytes};
 use meta_config::{LbPolicy, MatchSpec, MetadataMatcher, StringMatch, StringMatchKind};
-use meta_protocol::{CodecFactory, CodecOptions, Metadata, Mutation, Side};
+use meta_protocol::{CodecFactory, CodecOptions, Metadata, Mutation, ReadKeys, Side};
 use meta_proxy_engine::lb::{self, LbContext, WeightedAddr};
 
 fn factory(p: Protocol) -> Box<dyn CodecFactory> {
@@ -53,6 +53,31 @@ fn codecs(c: &mut Criterion) {
                 })
             });
         }
+        // Dubbo for a listener whose routes read only `method` (`Codec::set_read_keys`): the
+        // arguments and attachments are not walked.
+        let req = request_bytes(
+            Protocol::Dubbo,
+            7,
+            &opts,
+            &padded_name("w", size),
+            &[],
+            false,
+        )
+        .unwrap();
+        let mut codec =
+            codec_dubbo::DubboCodecFactory.new_codec(Side::Downstream, CodecOptions::default());
+        codec.set_read_keys(&ReadKeys::only(["method"]));
+        g.throughput(Throughput::Bytes(req.len() as u64));
+        g.bench_with_input(
+            BenchmarkId::from_parameter("dubbo-method-only"),
+            &req,
+            |b, req| {
+                b.iter(|| {
+                    let mut buf = BytesMut::from(&req[..]);
+                    black_box(codec.decode(&mut buf).unwrap().unwrap())
+                })
+            },
+        );
         g.finish();
     }
 

@@ -2,7 +2,7 @@
 
 use bytes::BytesMut;
 
-use crate::{Frame, LocalReply, Metadata, Mutation};
+use crate::{Frame, LocalReply, Metadata, Mutation, ReadKeys};
 
 /// Which direction a codec instance decodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -109,6 +109,13 @@ impl CodecError {
 /// - [`Codec::decode`] consumes exactly one whole frame from the front of `buf` and returns it,
 ///   original bytes untouched; or returns `Ok(None)` and consumes nothing when more bytes are
 ///   needed. It decodes only what routing needs.
+/// - [`Codec::set_read_keys`] says which metadata string keys the core may read from decoded
+///   messages; the core calls it before the first decode and again whenever the set changes
+///   (a route or filter update). Keys outside the set MAY be left out of [`Metadata::strings`]
+///   (and the work of finding them skipped); typed fields (`kind`, `status`, `request_id`,
+///   sizes) and the keys a codec reports errors with ([`crate::keys::PROTOCOL_STATUS`]) are
+///   always filled, and a key inside the set must have the value a full decode would give it.
+///   A codec that never receives the call decodes everything.
 /// - [`Codec::frame_len`] may say how long the frame being received is (a buffer-size hint).
 /// - [`Codec::encode`] writes a mutation into a frame's bytes; with an empty mutation it must leave
 ///   the bytes as they are.
@@ -118,6 +125,13 @@ impl CodecError {
 pub trait Codec: Send + 'static {
     /// Decodes the next whole frame at the front of `buf`, splitting its bytes off `buf`.
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, CodecError>;
+
+    /// Which metadata string keys the core may read from the messages decoded from now on
+    /// (see the contract above). The default ignores it and decodes everything. Called rarely
+    /// (config changes): keep what decode needs as a flag or two, not the set.
+    fn set_read_keys(&mut self, keys: &ReadKeys) {
+        let _ = keys;
+    }
 
     /// Total length of the frame at the front of `buf` (header included), if the bytes there
     /// already say it: a hint that lets the core size its read buffer for the whole frame once

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use meta_protocol::{
-    Codec, ErrorKind, Frame, LocalReply, MessageKind, Metadata, Mutation, ResponseStatus, Side,
-    keys,
+    Codec, ErrorKind, Frame, LocalReply, MessageKind, Metadata, Mutation, ReadKeys, ResponseStatus,
+    Side, keys,
 };
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
@@ -130,9 +130,12 @@ impl Conn {
 pub async fn serve(l: Arc<ListenerShared>, stream: TcpStream) {
     l.metrics.cx_total.inc();
     l.metrics.cx_active.inc();
-    let rt = l.rt.load_full();
+    let rt = l.rt();
     let idle = rt.proxy.idle_timeout.filter(|d| !d.is_zero());
-    let codec = l.factory.new_codec(Side::Downstream, rt.codec_options());
+    let mut codec = l.factory.new_codec(Side::Downstream, rt.codec_options());
+    // The request keys the codec was last given (held, so the pointer comparison is sound).
+    let mut read_keys = rt.read_keys.clone();
+    codec.set_read_keys(&read_keys);
     drop(rt);
     let (mut rd, wr) = stream.into_split();
     let (wtx, mut wrx) = mpsc::unbounded_channel();
@@ -186,7 +189,7 @@ pub async fn serve(l: Arc<ListenerShared>, stream: TcpStream) {
                 break Stop::Abort;
             }
         }
-        if let Err(stop) = process(&conn, &mut rb, &mut tasks) {
+        if let Err(stop) = process(&conn, &mut rb, &mut read_keys, &mut tasks) {
             break stop;
         }
     };
@@ -211,11 +214,22 @@ pub async fn serve(l: Arc<ListenerShared>, stream: TcpStream) {
     l.metrics.cx_active.dec();
 }
 
-/// Decodes and handles every whole frame in `rb`. A decode error answers the offending request
-/// if the codec identified it, and stops the connection.
-fn process(conn: &Arc<Conn>, rb: &mut ReadBuf, tasks: &mut JoinSet<()>) -> Result<(), Stop> {
-    let rt = conn.l.rt.load_full();
+/// Decodes and handles every whole frame in `rb` with the listener's current routes and
+/// filters; first gives the codec their request keys if they changed since `read_keys`. A
+/// decode error answers the offending request if the codec identified it, and stops the
+/// connection.
+fn process(
+    conn: &Arc<Conn>,
+    rb: &mut ReadBuf,
+    read_keys: &mut Arc<ReadKeys>,
+    tasks: &mut JoinSet<()>,
+) -> Result<(), Stop> {
+    let rt = conn.l.rt();
     let mut codec = conn.codec();
+    if !Arc::ptr_eq(read_keys, &rt.read_keys) {
+        codec.set_read_keys(&rt.read_keys);
+        *read_keys = rt.read_keys.clone();
+    }
     loop {
         let frame = match rb.decode(codec.as_mut()) {
             Ok(Some(f)) => f,

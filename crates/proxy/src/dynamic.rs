@@ -50,8 +50,8 @@ impl Engine {
             })?;
         let addr = socket.local_addr().unwrap_or(l.address);
         let lm = self.metrics.listener(&l.name, factory.protocol());
-        let mut rt = ListenerRt::build(&l.name, l.proxy.clone(), &self.metrics, &lm);
-        rt.filters = self.build_filters(&l.name, &l.proxy.filters, None);
+        let filters = self.build_filters(&l.name, &l.proxy.filters, None);
+        let rt = ListenerRt::build(&l.name, l.proxy.clone(), filters, &self.metrics, &lm);
         let (stop, stop_rx) = watch::channel(false);
         let shared = Arc::new(ListenerShared::new(
             l.name.clone(),
@@ -112,13 +112,13 @@ impl Engine {
         match change {
             ListenerChange::UpdatedInPlace => {
                 if let Some(shared) = self.find_listener(&l.name) {
-                    let current = shared.rt.load_full();
-                    let mut rt =
-                        ListenerRt::build(&l.name, l.proxy.clone(), &self.metrics, &shared.metrics);
+                    let current = shared.rt();
                     // Filters whose config is unchanged keep their state (token buckets).
                     let previous = old.map(|o| (o.proxy.filters.as_slice(), &current.filters[..]));
-                    rt.filters = self.build_filters(&l.name, &l.proxy.filters, previous);
-                    shared.rt.store(Arc::new(rt));
+                    let filters = self.build_filters(&l.name, &l.proxy.filters, previous);
+                    let (proxy, metrics) = (l.proxy.clone(), &shared.metrics);
+                    let rt = ListenerRt::build(&l.name, proxy, filters, &self.metrics, metrics);
+                    shared.set_rt(rt);
                 }
             }
             ListenerChange::Replaced => {

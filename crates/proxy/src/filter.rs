@@ -5,6 +5,11 @@
 //! local reply) in the response phase. The router is not a [`Filter`]: it is the fixed terminal
 //! step of every chain ([`meta_config::FilterConfig::Router`]).
 //!
+//! A filter declares the metadata keys it reads ([`Filter::request_keys`],
+//! [`Filter::response_keys`]); the listener tells its codecs the union of what its routes and
+//! filters read, so a codec may skip decoding the rest. The default is every key: a filter
+//! that does not say is assumed to read anything.
+//!
 //! A filter that must wait (a remote rate-limit check) returns [`FilterStatus::Wait`] with a
 //! `'static` future: the connection goes on reading and serving other requests while this one
 //! waits; when the future resolves, the chain resumes with the next filter. Synchronous filters
@@ -14,7 +19,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use meta_protocol::{LocalReply, Metadata, Mutation};
+use meta_protocol::{LocalReply, Metadata, Mutation, ReadKeys};
 
 /// What a waiting filter resolves to: [`FilterStatus::Continue`] or [`FilterStatus::LocalReply`]
 /// (a nested [`FilterStatus::Wait`] is awaited in turn).
@@ -67,6 +72,17 @@ pub trait Filter: Send + Sync {
     /// Response phase, in chain order: the response (or local reply) metadata, for accounting.
     fn on_response(&self, request: &Metadata, response: Option<&Metadata>) {
         let _ = (request, response);
+    }
+
+    /// The request metadata string keys this filter reads, in either phase. A key left out may
+    /// be missing from the metadata it sees (the codec skipped it). Default: every key.
+    fn request_keys(&self) -> ReadKeys {
+        ReadKeys::all()
+    }
+
+    /// The response metadata string keys [`Filter::on_response`] reads. Default: every key.
+    fn response_keys(&self) -> ReadKeys {
+        ReadKeys::all()
     }
 }
 

@@ -19,7 +19,9 @@
 //! in the client's protocol ([`meta_protocol::Codec::on_error`]) without closing the connection.
 //! The built-in filters (local and global rate limits) and the factory that builds a listener's
 //! chain from its config are in [`filters`]; services they need from outside the engine (the
-//! RLS gRPC client) come in [`Extensions`].
+//! RLS gRPC client) come in [`Extensions`]. Each listener derives from its routes and filters
+//! the metadata keys it reads and hands them to its codecs (`read_keys`), so a codec may skip
+//! decoding the rest.
 //!
 //! Not yet: streaming frames after `StreamInit` (dropped).
 
@@ -34,6 +36,7 @@ pub mod lb;
 mod listener;
 mod locality;
 pub mod metrics;
+mod read_keys;
 mod readbuf;
 mod router;
 mod upstream;
@@ -308,12 +311,12 @@ impl Engine {
         let Some(l) = self.find_listener(name) else {
             return false;
         };
-        let current = l.rt.load_full();
+        let current = l.rt();
         let mut proxy = current.proxy.clone();
         proxy.route_config = routes;
-        let mut rt = ListenerRt::build(name, proxy.clone(), &self.metrics, &l.metrics);
-        rt.filters = current.filters.clone();
-        l.rt.store(Arc::new(rt));
+        let filters = current.filters.clone();
+        let rt = ListenerRt::build(name, proxy.clone(), filters, &self.metrics, &l.metrics);
+        l.set_rt(rt);
         let mut cfg = (**self.config.load()).clone();
         if let Some(lc) = cfg.listeners.iter_mut().find(|lc| lc.name == name) {
             lc.proxy = proxy;
@@ -328,10 +331,14 @@ impl Engine {
         let Some(l) = self.find_listener(name) else {
             return false;
         };
-        let current = l.rt.load_full();
-        let mut rt = ListenerRt::build(name, current.proxy.clone(), &self.metrics, &l.metrics);
-        rt.filters = filters;
-        l.rt.store(Arc::new(rt));
+        let proxy = l.rt().proxy.clone();
+        l.set_rt(ListenerRt::build(
+            name,
+            proxy,
+            filters,
+            &self.metrics,
+            &l.metrics,
+        ));
         true
     }
 

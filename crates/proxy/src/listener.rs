@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use meta_config::{Destination, MetaProtocolProxy, Route};
-use meta_protocol::{CodecFactory, CodecOptions, Metadata, Mutation, Side};
+use meta_protocol::{CodecFactory, CodecOptions, Metadata, Mutation, ReadKeys, Side};
 use rand::Rng;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -16,6 +16,7 @@ use crate::cluster::{ClusterMap, ClusterState};
 use crate::filter::Filter;
 use crate::health::Overflow;
 use crate::metrics::{FaultMetrics, ListenerMetrics, Metrics, RouteMetrics};
+use crate::read_keys::{self, ListenerCodecs};
 use crate::upstream::{Load, ResponseMutation, UpstreamConn, UpstreamSpec};
 
 /// One cluster a route may send to.
@@ -78,7 +79,8 @@ impl RouteRt {
     }
 }
 
-/// The swappable part of a listener: proxy config, routes, filters.
+/// The swappable part of a listener: proxy config, routes, filters, and the metadata keys they
+/// read.
 pub struct ListenerRt {
     /// The proxy configuration.
     pub proxy: MetaProtocolProxy,
@@ -86,13 +88,18 @@ pub struct ListenerRt {
     pub routes: Vec<RouteRt>,
     /// Filters before the router.
     pub filters: Vec<Arc<dyn Filter>>,
+    /// Request metadata keys the routes and filters read (given to downstream codecs).
+    pub read_keys: Arc<ReadKeys>,
+    /// Response metadata keys the core and filters read (given to upstream codecs).
+    pub response_keys: Arc<ReadKeys>,
 }
 
 impl ListenerRt {
-    /// Builds the runtime form of `proxy` for listener `name`.
+    /// Builds the runtime form of `proxy` for listener `name`, with `filters` before the router.
     pub fn build(
         name: &str,
         proxy: MetaProtocolProxy,
+        filters: Vec<Arc<dyn Filter>>,
         metrics: &Metrics,
         lm: &ListenerMetrics,
     ) -> Self {
@@ -143,10 +150,14 @@ impl ListenerRt {
                 }
             })
             .collect();
+        let read_keys = read_keys::request_keys(&proxy.route_config.routes, &filters);
+        let response_keys = read_keys::response_keys(&filters);
         Self {
             proxy,
             routes,
-            filters: Vec::new(),
+            filters,
+            read_keys: Arc::new(read_keys),
+            response_keys: Arc::new(response_keys),
         }
     }
 
@@ -200,12 +211,15 @@ impl Default for UpstreamLimits {
 pub struct ListenerShared {
     /// Listener name.
     pub name: String,
-    /// The codec factory of its protocol.
+    /// The codec factory of its protocol (upstream codecs it creates get the listener's
+    /// response keys).
     pub factory: Arc<dyn CodecFactory>,
+    /// The same factory, to update those keys.
+    codecs: Arc<ListenerCodecs>,
     /// Metric handles.
     pub metrics: ListenerMetrics,
-    /// Routes and proxy config, swapped live.
-    pub rt: ArcSwap<ListenerRt>,
+    /// Routes and proxy config, swapped live ([`ListenerShared::set_rt`]).
+    rt: ArcSwap<ListenerRt>,
     /// Every cluster of the engine.
     pub clusters: Arc<ArcSwap<ClusterMap>>,
     /// Flips to `true` when this listener stops (removed over xDS, or engine shutdown).
@@ -225,9 +239,11 @@ impl ListenerShared {
         shutdown: watch::Receiver<bool>,
         limits: UpstreamLimits,
     ) -> Self {
+        let codecs = Arc::new(ListenerCodecs::new(factory, rt.response_keys.clone()));
         Self {
             name,
-            factory,
+            factory: codecs.clone(),
+            codecs,
             metrics,
             rt: ArcSwap::from_pointee(rt),
             clusters,
@@ -316,6 +332,42 @@ impl ListenerShared {
                     }
                 },
                 _ = shutdown_signal(&mut shutdown) => return,
+            }
+        }
+    }
+
+    /// The current routes, filters and proxy config.
+    pub fn rt(&self) -> Arc<ListenerRt> {
+        self.rt.load_full()
+    }
+
+    /// Installs new routes, filters or settings: the next request of every connection uses
+    /// them; requests in flight finish on theirs. A key set equal to the current one keeps its
+    /// `Arc`, so connections do not re-apply it. A change of the response keys drains the
+    /// upstream connections (they finish what is in flight, then close), so that new requests
+    /// get responses decoded for the new set; it happens only when the filters' declared
+    /// response keys change (never with the built-in filters, which read none).
+    pub fn set_rt(&self, mut rt: ListenerRt) {
+        let current = self.rt.load_full();
+        if rt.read_keys == current.read_keys {
+            rt.read_keys = current.read_keys.clone();
+        } else {
+            tracing::debug!(listener = %self.name, keys = %rt.read_keys, "request keys read");
+        }
+        if rt.response_keys == current.response_keys {
+            rt.response_keys = current.response_keys.clone();
+            self.rt.store(Arc::new(rt));
+            return;
+        }
+        tracing::debug!(listener = %self.name, keys = %rt.response_keys, "response keys read");
+        // Under the pool lock: no connection is opened with the old keys once the new routes
+        // are visible.
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        self.codecs.set_response_keys(rt.response_keys.clone());
+        self.rt.store(Arc::new(rt));
+        for (_, endpoints) in pool.drain() {
+            for conn in endpoints.into_values().flatten() {
+                conn.drain();
             }
         }
     }

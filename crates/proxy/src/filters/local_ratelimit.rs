@@ -11,7 +11,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use meta_config::{LocalRateLimit, MetadataMatcher};
-use meta_protocol::{ErrorKind, LocalReply};
+use meta_protocol::{ErrorKind, LocalReply, ReadKeys};
 use prometheus_client::metrics::counter::Counter;
 use tokio::time::Instant;
 
@@ -139,6 +139,19 @@ impl LocalRateLimitFilter {
 impl Filter for LocalRateLimitFilter {
     fn name(&self) -> &'static str {
         "aeraki.meta_protocol.filters.local_ratelimit"
+    }
+
+    /// The keys of its conditions' matchers.
+    fn request_keys(&self) -> ReadKeys {
+        ReadKeys::only(
+            self.conditions
+                .iter()
+                .flat_map(|(matchers, _)| matchers.iter().map(|m| &m.name)),
+        )
+    }
+
+    fn response_keys(&self) -> ReadKeys {
+        ReadKeys::none()
     }
 
     fn on_request(&self, ctx: &mut RequestContext<'_>) -> FilterStatus {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use meta_config::GlobalRateLimit;
-use meta_protocol::{ErrorKind, LocalReply};
+use meta_protocol::{ErrorKind, LocalReply, ReadKeys};
 
 use super::{
     RateLimitClient, RateLimitDecision, RateLimitDescriptor, RateLimitError, RateLimitRequest,
@@ -107,6 +107,17 @@ fn decide(
 impl Filter for GlobalRateLimitFilter {
     fn name(&self) -> &'static str {
         "aeraki.meta_protocol.filters.ratelimit"
+    }
+
+    /// The keys of its matchers and its descriptors' properties.
+    fn request_keys(&self) -> ReadKeys {
+        let matchers = self.config.matchers.iter().map(|m| &m.name);
+        let properties = self.config.descriptors.iter().map(|d| &d.property);
+        ReadKeys::only(matchers.chain(properties))
+    }
+
+    fn response_keys(&self) -> ReadKeys {
+        ReadKeys::none()
     }
 
     fn on_request(&self, ctx: &mut RequestContext<'_>) -> FilterStatus {

@@ -8,7 +8,7 @@ use meta_config::{
     LocalRateLimit, LocalRateLimitCondition, MatchSpec, MetadataMatcher, StringMatch,
     StringMatchKind,
 };
-use meta_protocol::{ErrorKind, MessageKind, Metadata, Mutation};
+use meta_protocol::{ErrorKind, MessageKind, Metadata, Mutation, ReadKeys};
 use prometheus_client::metrics::counter::Counter;
 use tokio::time::Instant;
 
@@ -164,4 +164,34 @@ async fn unmatched_requests_use_the_global_bucket_or_pass() {
         10,
         "no global bucket: unmatched pass"
     );
+}
+
+#[test]
+fn reads_the_keys_of_its_conditions_and_no_response_key() {
+    let mut user = method_is("bob");
+    user.name = "User".into();
+    let config = LocalRateLimit {
+        stat_prefix: "s".into(),
+        token_bucket: Some(bucket(5, 5, 60_000)),
+        conditions: vec![
+            LocalRateLimitCondition {
+                matchers: vec![method_is("sayHello"), user],
+                token_bucket: bucket(2, 2, 60_000),
+            },
+            LocalRateLimitCondition {
+                matchers: vec![method_is("other")],
+                token_bucket: bucket(2, 2, 60_000),
+            },
+        ],
+    };
+    let f = LocalRateLimitFilter::new(&config, (Counter::default(), Counter::default()));
+    assert_eq!(f.request_keys(), ReadKeys::only(["method", "user"]));
+    assert_eq!(f.response_keys(), ReadKeys::none());
+    // Only a global bucket: no key at all.
+    let global = LocalRateLimit {
+        conditions: vec![],
+        ..config
+    };
+    let f = LocalRateLimitFilter::new(&global, (Counter::default(), Counter::default()));
+    assert_eq!(f.request_keys(), ReadKeys::none());
 }

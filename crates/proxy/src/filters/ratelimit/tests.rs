@@ -13,7 +13,7 @@ use meta_config::{
     Cluster, Endpoint, GlobalRateLimit, MatchSpec, MetadataMatcher,
     RateLimitDescriptor as DescriptorConfig,
 };
-use meta_protocol::{ErrorKind, LocalReply, MessageKind, Metadata, Mutation};
+use meta_protocol::{ErrorKind, LocalReply, MessageKind, Metadata, Mutation, ReadKeys};
 
 use super::GlobalRateLimitFilter;
 use crate::cluster::{ClusterMap, ClusterState};
@@ -253,4 +253,21 @@ async fn a_missing_cluster_or_client_is_a_service_failure() {
         "{}",
         reply.message
     );
+}
+
+#[test]
+fn reads_its_matchers_and_descriptor_properties_and_no_response_key() {
+    let mut cfg = config(true);
+    cfg.matchers = vec![MetadataMatcher {
+        name: "Zone".into(),
+        spec: MatchSpec::Present(true),
+        invert: false,
+        treat_missing_as_empty: false,
+    }];
+    let s = setup(cfg, Some(Ok(RateLimitDecision::Ok)), true);
+    assert_eq!(
+        s.filter.request_keys(),
+        ReadKeys::only(["zone", "method", "interface"])
+    );
+    assert_eq!(s.filter.response_keys(), ReadKeys::none());
 }
