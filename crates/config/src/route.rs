@@ -162,6 +162,19 @@ impl Serialize for Pattern {
 }
 
 impl MetadataMatcher {
+    /// A matcher that holds when key `name` is exactly `value` (case-sensitive).
+    pub fn exact(name: impl Into<String>, value: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            spec: MatchSpec::String(StringMatch {
+                kind: StringMatchKind::Exact(value.into()),
+                ignore_case: false,
+            }),
+            invert: false,
+            treat_missing_as_empty: false,
+        }
+    }
+
     /// Whether this matcher holds for `value` (the metadata value of [`MetadataMatcher::name`]).
     pub fn matches(&self, value: Option<&str>) -> bool {
         let value = match value {

@@ -141,15 +141,7 @@ fn codecs(c: &mut Criterion) {
 }
 
 fn exact(name: &str, value: &str) -> MetadataMatcher {
-    MetadataMatcher {
-        name: name.into(),
-        spec: MatchSpec::String(StringMatch {
-            kind: StringMatchKind::Exact(value.into()),
-            ignore_case: false,
-        }),
-        invert: false,
-        treat_missing_as_empty: false,
-    }
+    MetadataMatcher::exact(name, value)
 }
 
 /// The engine's route rule over plain matcher lists: index of the first route whose matchers

@@ -15,8 +15,8 @@ use codec_dubbo::DubboCodecFactory;
 use common::*;
 use meta_bench::{CallError, Client as DubboClient, Protocol, ServerOptions, serve};
 use meta_config::{
-    FilterConfig, LocalRateLimit, LocalRateLimitCondition, MatchSpec, MetadataMatcher, RouteConfig,
-    StringMatch, StringMatchKind, TokenBucket,
+    FilterConfig, LocalRateLimit, LocalRateLimitCondition, MetadataMatcher, RouteConfig,
+    TokenBucket,
 };
 use meta_protocol::ReadKeys;
 use meta_proxy_engine::filter::Filter;
@@ -24,15 +24,7 @@ use meta_proxy_engine::{CodecRegistry, Engine};
 use tokio::net::TcpListener;
 
 fn exact(name: &str, value: &str) -> MetadataMatcher {
-    MetadataMatcher {
-        name: name.into(),
-        spec: MatchSpec::String(StringMatch {
-            kind: StringMatchKind::Exact(value.into()),
-            ignore_case: false,
-        }),
-        invert: false,
-        treat_missing_as_empty: false,
-    }
+    MetadataMatcher::exact(name, value)
 }
 
 /// A meta-bench Dubbo server answering `hello <name> from <server>`.

@@ -13,8 +13,8 @@ use custom_codec_example::{
     response,
 };
 use meta_config::{
-    Bootstrap, Cluster, Destination, Endpoint, FilterConfig, Listener, MatchSpec,
-    MetaProtocolProxy, MetadataMatcher, Route, RouteConfig, StringMatch, StringMatchKind,
+    Bootstrap, Cluster, Destination, Endpoint, FilterConfig, Listener, MetaProtocolProxy,
+    MetadataMatcher, Route, RouteConfig,
 };
 use meta_protocol::{Codec, CodecFactory, CodecOptions, Frame, MessageKind, Side};
 use meta_proxy_engine::{CodecRegistry, Engine, UpstreamLimits};
@@ -225,15 +225,7 @@ pub fn heartbeat(id: u32) -> BytesMut {
 
 /// Matcher `cmd == value`.
 pub fn cmd_is(value: &str) -> MetadataMatcher {
-    MetadataMatcher {
-        name: "cmd".into(),
-        spec: MatchSpec::String(StringMatch {
-            kind: StringMatchKind::Exact(value.into()),
-            ignore_case: false,
-        }),
-        invert: false,
-        treat_missing_as_empty: false,
-    }
+    MetadataMatcher::exact("cmd", value)
 }
 
 pub fn route(name: &str, matchers: Vec<MetadataMatcher>, destination: Destination) -> Route {

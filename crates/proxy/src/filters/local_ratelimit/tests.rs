@@ -4,10 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use meta_config::{
-    LocalRateLimit, LocalRateLimitCondition, MatchSpec, MetadataMatcher, StringMatch,
-    StringMatchKind,
-};
+use meta_config::{LocalRateLimit, LocalRateLimitCondition, MetadataMatcher};
 use meta_protocol::{ErrorKind, MessageKind, Metadata, Mutation, ReadKeys};
 use prometheus_client::metrics::counter::Counter;
 use tokio::time::Instant;
@@ -74,15 +71,7 @@ fn concurrent_takes_never_exceed_the_bucket() {
 }
 
 fn method_is(value: &str) -> MetadataMatcher {
-    MetadataMatcher {
-        name: "method".into(),
-        spec: MatchSpec::String(StringMatch {
-            kind: StringMatchKind::Exact(value.into()),
-            ignore_case: false,
-        }),
-        invert: false,
-        treat_missing_as_empty: false,
-    }
+    MetadataMatcher::exact("method", value)
 }
 
 /// Runs the filter on a request with `method`; true if it passed.
