@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use meta_protocol::{Codec, ErrorKind, LocalReply, MessageKind, Metadata, ReadKeys, Side};
+use meta_protocol::{
+    Codec, CodecFactory, ErrorKind, LocalReply, MessageKind, Metadata, ReadKeys, Side,
+};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -127,7 +129,7 @@ pub async fn serve(l: Arc<ListenerShared>, stream: TcpStream) {
     let idle = rt.proxy.idle_timeout.filter(|d| !d.is_zero());
     let mut codec = l.factory.new_codec(Side::Downstream, rt.codec_options());
     // The request keys the codec was last given (held, so the pointer comparison is sound).
-    let mut read_keys = rt.read_keys.clone();
+    let mut read_keys = rt.request_keys.clone();
     codec.set_read_keys(&read_keys);
     drop(rt);
     let (mut rd, wr) = stream.into_split();
@@ -219,9 +221,9 @@ fn process(
 ) -> Result<(), Stop> {
     let rt = conn.l.rt();
     let mut codec = conn.codec();
-    if !Arc::ptr_eq(read_keys, &rt.read_keys) {
-        codec.set_read_keys(&rt.read_keys);
-        *read_keys = rt.read_keys.clone();
+    if !Arc::ptr_eq(read_keys, &rt.request_keys) {
+        codec.set_read_keys(&rt.request_keys);
+        *read_keys = rt.request_keys.clone();
     }
     loop {
         let frame = match rb.decode(codec.as_mut()) {

@@ -89,7 +89,7 @@ pub struct ListenerRt {
     /// Filters before the router.
     pub filters: Vec<Arc<dyn Filter>>,
     /// Request metadata keys the routes and filters read (given to downstream codecs).
-    pub read_keys: Arc<ReadKeys>,
+    pub request_keys: Arc<ReadKeys>,
     /// Response metadata keys the core and filters read (given to upstream codecs).
     pub response_keys: Arc<ReadKeys>,
 }
@@ -150,13 +150,13 @@ impl ListenerRt {
                 }
             })
             .collect();
-        let read_keys = read_keys::request_keys(&proxy.route_config.routes, &filters);
+        let request_keys = read_keys::request_keys(&proxy.route_config.routes, &filters);
         let response_keys = read_keys::response_keys(&filters);
         Self {
             proxy,
             routes,
             filters,
-            read_keys: Arc::new(read_keys),
+            request_keys: Arc::new(request_keys),
             response_keys: Arc::new(response_keys),
         }
     }
@@ -212,10 +212,8 @@ pub struct ListenerShared {
     /// Listener name.
     pub name: String,
     /// The codec factory of its protocol (upstream codecs it creates get the listener's
-    /// response keys).
-    pub factory: Arc<dyn CodecFactory>,
-    /// The same factory, to update those keys.
-    codecs: Arc<ListenerCodecs>,
+    /// response keys, updated by [`ListenerShared::set_rt`]).
+    pub(crate) factory: ListenerCodecs,
     /// Metric handles.
     pub metrics: ListenerMetrics,
     /// Routes and proxy config, swapped live ([`ListenerShared::set_rt`]).
@@ -239,11 +237,9 @@ impl ListenerShared {
         shutdown: watch::Receiver<bool>,
         limits: UpstreamLimits,
     ) -> Self {
-        let codecs = Arc::new(ListenerCodecs::new(factory, rt.response_keys.clone()));
         Self {
             name,
-            factory: codecs.clone(),
-            codecs,
+            factory: ListenerCodecs::new(factory, rt.response_keys.clone()),
             metrics,
             rt: ArcSwap::from_pointee(rt),
             clusters,
@@ -349,10 +345,10 @@ impl ListenerShared {
     /// response keys change (never with the built-in filters, which read none).
     pub fn set_rt(&self, mut rt: ListenerRt) {
         let current = self.rt.load_full();
-        if rt.read_keys == current.read_keys {
-            rt.read_keys = current.read_keys.clone();
+        if rt.request_keys == current.request_keys {
+            rt.request_keys = current.request_keys.clone();
         } else {
-            tracing::debug!(listener = %self.name, keys = %rt.read_keys, "request keys read");
+            tracing::debug!(listener = %self.name, keys = %rt.request_keys, "request keys read");
         }
         if rt.response_keys == current.response_keys {
             rt.response_keys = current.response_keys.clone();
@@ -363,7 +359,7 @@ impl ListenerShared {
         // Under the pool lock: no connection is opened with the old keys once the new routes
         // are visible.
         let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
-        self.codecs.set_response_keys(rt.response_keys.clone());
+        self.factory.set_response_keys(rt.response_keys.clone());
         self.rt.store(Arc::new(rt));
         for (_, endpoints) in pool.drain() {
             for conn in endpoints.into_values().flatten() {

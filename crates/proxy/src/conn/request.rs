@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use meta_protocol::{
-    Codec, ErrorKind, Frame, LocalReply, MessageKind, Metadata, Mutation, ResponseStatus, keys,
+    Codec, CodecFactory, ErrorKind, Frame, LocalReply, MessageKind, Metadata, Mutation,
+    ResponseStatus, keys,
 };
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
