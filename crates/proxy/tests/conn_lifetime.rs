@@ -35,13 +35,6 @@ fn cluster_metric(engine: &Engine, family: &str) -> f64 {
     )
 }
 
-/// Polls until `f` holds (the surrounding `bounded` limits the wait).
-async fn until(mut f: impl FnMut() -> bool) {
-    while !f() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_sequential_calls_with_three_per_connection_use_four_connections() {
     bounded(async {

@@ -174,9 +174,7 @@ async fn a_change_of_response_keys_renews_upstream_connections() {
         // the next request opens a new one.
         c.send(&custom_codec_example::request(3, CMD_HOLD, b"held"))
             .await;
-        while seen.requests.load(Ordering::SeqCst) < 3 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        until(|| seen.requests.load(Ordering::SeqCst) >= 3).await;
         assert!(engine.set_filters("l", vec![Arc::new(ReadsResponse("x-cost"))]));
         seen.release.notify_one();
         let held = c.recv().await.unwrap();
@@ -185,9 +183,7 @@ async fn a_change_of_response_keys_renews_upstream_connections() {
         assert_eq!(&held.bytes[16..], b"a:held");
         assert_eq!(c.call(4, 1, b"z").await, (false, "a:z".into()));
         assert_eq!(seen.connections.load(Ordering::SeqCst), 2);
-        while seen.eofs.load(Ordering::SeqCst) < 1 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        until(|| seen.eofs.load(Ordering::SeqCst) >= 1).await;
 
         // The same keys again: nothing to renew.
         assert!(engine.set_filters("l", vec![Arc::new(ReadsResponse("X-Cost"))]));

@@ -331,3 +331,10 @@ pub async fn bounded<F: std::future::Future>(f: F) -> F::Output {
         .await
         .expect("test timed out")
 }
+
+/// Polls until `f` holds (inside [`bounded`], which limits the wait).
+pub async fn until(mut f: impl FnMut() -> bool) {
+    while !f() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
