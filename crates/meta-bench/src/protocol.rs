@@ -43,7 +43,34 @@ pub enum Protocol {
     Thrift(ThriftVariant),
 }
 
+impl ThriftVariant {
+    /// Every transport × protocol, transport-major.
+    pub fn all() -> impl Iterator<Item = ThriftVariant> {
+        [
+            ThriftTransport::Framed,
+            ThriftTransport::Buffered,
+            ThriftTransport::Header,
+        ]
+        .into_iter()
+        .flat_map(|transport| {
+            [ThriftProtocol::Binary, ThriftProtocol::Compact]
+                .into_iter()
+                .map(move |protocol| ThriftVariant {
+                    protocol,
+                    transport,
+                })
+        })
+    }
+}
+
 impl Protocol {
+    /// Dubbo, then every Thrift variant ([`ThriftVariant::all`]).
+    pub fn all() -> Vec<Protocol> {
+        std::iter::once(Protocol::Dubbo)
+            .chain(ThriftVariant::all().map(Protocol::Thrift))
+            .collect()
+    }
+
     /// Framed binary Thrift, the default Thrift variant.
     pub const THRIFT: Protocol = Protocol::Thrift(ThriftVariant {
         protocol: ThriftProtocol::Binary,
@@ -157,6 +184,16 @@ impl fmt::Display for Protocol {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_lists_every_variant_once() {
+        let all = Protocol::all();
+        assert_eq!(all.len(), 7, "dubbo + 3 transports x 2 protocols");
+        let distinct: std::collections::HashSet<_> = all.iter().collect();
+        assert_eq!(distinct.len(), 7);
+        assert_eq!(all[0], Protocol::Dubbo);
+        assert_eq!(all[1], Protocol::THRIFT);
+    }
 
     #[test]
     fn parses_every_spelling() {

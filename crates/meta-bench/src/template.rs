@@ -204,24 +204,7 @@ impl RequestBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ThriftProtocol, ThriftTransport, ThriftVariant, padded_name};
-
-    fn protocols() -> Vec<Protocol> {
-        let mut v = vec![Protocol::Dubbo];
-        for transport in [
-            ThriftTransport::Framed,
-            ThriftTransport::Buffered,
-            ThriftTransport::Header,
-        ] {
-            for protocol in [ThriftProtocol::Binary, ThriftProtocol::Compact] {
-                v.push(Protocol::Thrift(ThriftVariant {
-                    protocol,
-                    transport,
-                }));
-            }
-        }
-        v
-    }
+    use crate::{ThriftProtocol, ThriftTransport, padded_name};
 
     fn joined(batch: &RequestBatch) -> Vec<u8> {
         batch.slices().flatten().copied().collect()
@@ -240,7 +223,7 @@ mod tests {
             i32::MAX as u64 - 1,
             i32::MAX as u64,
         ];
-        for proto in protocols() {
+        for proto in Protocol::all() {
             let attachments: &[(&str, &str)] = match proto {
                 Protocol::Thrift(v) if v.transport != ThriftTransport::Header => &[],
                 _ => &[("x-user", "alice")],
@@ -289,7 +272,7 @@ mod tests {
     #[test]
     fn only_compact_thrift_is_encoded_per_request() {
         let opts = ClientOptions::default();
-        for proto in protocols() {
+        for proto in Protocol::all() {
             let t = RequestTemplate::new(proto, &opts, "world", &[], true).unwrap();
             let compact =
                 matches!(proto, Protocol::Thrift(v) if v.protocol == ThriftProtocol::Compact);

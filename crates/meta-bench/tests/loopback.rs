@@ -9,28 +9,8 @@
 
 use std::time::Duration;
 
-use meta_bench::{
-    CallError, Client, ClientOptions, Protocol, ServerOptions, ThriftProtocol, ThriftTransport,
-    ThriftVariant, serve,
-};
+use meta_bench::{CallError, Client, ClientOptions, Protocol, ServerOptions, serve};
 use tokio::net::TcpListener;
-
-fn protocols() -> Vec<Protocol> {
-    let mut v = vec![Protocol::Dubbo];
-    for transport in [
-        ThriftTransport::Framed,
-        ThriftTransport::Buffered,
-        ThriftTransport::Header,
-    ] {
-        for protocol in [ThriftProtocol::Binary, ThriftProtocol::Compact] {
-            v.push(Protocol::Thrift(ThriftVariant {
-                protocol,
-                transport,
-            }));
-        }
-    }
-    v
-}
 
 async fn start(
     proto: Protocol,
@@ -46,7 +26,7 @@ async fn start(
 
 #[tokio::test]
 async fn every_protocol_answers_hello_and_refuses_unknown_methods() {
-    for proto in protocols() {
+    for proto in Protocol::all() {
         let opts = ServerOptions {
             name: "v7".into(),
             ..ServerOptions::default()
@@ -90,7 +70,7 @@ async fn every_protocol_answers_hello_and_refuses_unknown_methods() {
 
 #[tokio::test]
 async fn pipelined_requests_come_back_with_their_ids() {
-    for proto in protocols() {
+    for proto in Protocol::all() {
         let (addr, server) = start(proto, ServerOptions::default()).await;
         let mut c = Client::connect(proto, addr).await.unwrap();
         let mut ids = Vec::new();

@@ -8,30 +8,13 @@ use meta_protocol::{
 
 use super::*;
 
-fn all_variants() -> Vec<ThriftVariant> {
-    let mut v = Vec::new();
-    for transport in [
-        ThriftTransport::Framed,
-        ThriftTransport::Buffered,
-        ThriftTransport::Header,
-    ] {
-        for protocol in [ThriftProtocol::Binary, ThriftProtocol::Compact] {
-            v.push(ThriftVariant {
-                protocol,
-                transport,
-            });
-        }
-    }
-    v
-}
-
 fn new_codec(side: Side) -> Box<dyn Codec> {
     codec_thrift::ThriftCodecFactory.new_codec(side, CodecOptions::default())
 }
 
 #[test]
 fn calls_decode_with_ids_names_and_variant() {
-    for v in all_variants() {
+    for v in ThriftVariant::all() {
         let mut c = new_codec(Side::Downstream);
         let long = crate::padded_name("big", 120 * 1024);
         let headers: &[(&str, &str)] = if v.transport == ThriftTransport::Header {
@@ -76,7 +59,7 @@ fn calls_decode_with_ids_names_and_variant() {
 
 #[test]
 fn replies_and_exceptions_decode_with_status() {
-    for v in all_variants() {
+    for v in ThriftVariant::all() {
         let mut c = new_codec(Side::Upstream);
         let mut buf = BytesMut::new();
         let ok = encode_reply(v, 42, "sayHello", "hello world from v1");
@@ -127,7 +110,7 @@ fn replies_and_exceptions_decode_with_status() {
 
 #[test]
 fn codec_local_replies_parse_as_application_exceptions() {
-    for v in all_variants() {
+    for v in ThriftVariant::all() {
         let mut down = new_codec(Side::Downstream);
         let mut buf = BytesMut::from(&encode_call(v, 5, "sayHello", "x", false, &[])[..]);
         let req = down.decode(&mut buf).unwrap().unwrap();
