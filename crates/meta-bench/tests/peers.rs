@@ -14,7 +14,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{node, python, repo, run_client, serve_peer, start_ours};
+use common::{calls, node, python, repo, run_client, serve_peer, start_ours};
 use meta_bench::{CallError, Client, ClientOptions, Protocol};
 
 const THRIFT_VARIANTS: [(&str, &str); 6] = [
@@ -47,9 +47,7 @@ async fn our_thrift_server_answers_real_clients() {
                 "--count",
                 "3",
             ]);
-            let lines = tokio::task::spawn_blocking(move || run_client(cmd))
-                .await
-                .unwrap();
+            let lines = run_client(cmd).await;
             assert_eq!(lines.len(), 3, "{protocol}/{transport}: {lines:?}");
             for l in &lines {
                 if want_ok {
@@ -145,24 +143,17 @@ async fn our_dubbo_server_answers_sofa_rpc_node() {
         cmd
     };
     let cmd = client("sayHello", r#"["caller{i}"]"#);
-    let lines = tokio::task::spawn_blocking(move || run_client(cmd))
-        .await
-        .unwrap();
-    let calls: Vec<_> = lines
-        .iter()
-        .filter(|l| l.get("summary").is_none())
-        .collect();
-    assert_eq!(calls.len(), 4, "{lines:?}");
-    for l in calls {
+    let lines = run_client(cmd).await;
+    let made = calls(&lines);
+    assert_eq!(made.len(), 4, "{lines:?}");
+    for l in made {
         assert_eq!(l["ok"], true, "{l}");
         let i = l["i"].as_u64().unwrap();
         assert_eq!(l["result"], format!("hello caller{i} from rs2"));
     }
     let cmd = client("goodbye", r#"["x"]"#);
-    let lines = tokio::task::spawn_blocking(move || run_client(cmd))
-        .await
-        .unwrap();
-    let failed = lines.iter().find(|l| l.get("summary").is_none()).unwrap();
+    let lines = run_client(cmd).await;
+    let failed = calls(&lines)[0];
     assert_eq!(failed["ok"], false, "{failed}");
     assert!(
         failed["error"]

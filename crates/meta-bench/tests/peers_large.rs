@@ -18,7 +18,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{node, python, repo, run_client, serve_peer, start_ours};
+use common::{calls, node, python, repo, run_client, serve_peer, start_ours};
 use meta_bench::load::{LoadOptions, Progress, run};
 use meta_bench::{Protocol, hello_text};
 
@@ -57,15 +57,10 @@ async fn our_dubbo_server_answers_sofa_rpc_node_with_120kb_arguments() {
             "--concurrency",
             "3",
         ]);
-        let lines = tokio::task::spawn_blocking(move || run_client(cmd))
-            .await
-            .unwrap();
-        let calls: Vec<_> = lines
-            .iter()
-            .filter(|l| l.get("summary").is_none())
-            .collect();
-        assert_eq!(calls.len(), 6, "{tag}: {lines:?}");
-        for l in calls {
+        let lines = run_client(cmd).await;
+        let made = calls(&lines);
+        assert_eq!(made.len(), 6, "{tag}: {lines:?}");
+        for l in made {
             assert_eq!(l["ok"], true, "{tag}: {l}");
             let sent = name.replace("{i}", &l["i"].as_u64().unwrap().to_string());
             assert_eq!(l["result"], hello_text(&sent, "rs3", 0), "{tag}");
@@ -100,9 +95,7 @@ async fn our_thrift_server_answers_real_clients_with_120kb_arguments() {
             "--count",
             "3",
         ]);
-        let lines = tokio::task::spawn_blocking(move || run_client(cmd))
-            .await
-            .unwrap();
+        let lines = run_client(cmd).await;
         let what = format!("{implementation} {protocol}/{transport}");
         assert_eq!(lines.len(), 3, "{what}: {lines:?}");
         for l in &lines {

@@ -94,8 +94,23 @@ pub async fn serve_peer(program: &Path, script: &str, name: &str, extra: &[&str]
     (port, peer)
 }
 
-/// Runs a peer client to completion (at most 60 s) and returns its JSON lines.
-pub fn run_client(mut cmd: Command) -> Vec<serde_json::Value> {
+/// Runs a peer client to completion (at most 60 s, on a blocking thread) and returns its JSON
+/// lines.
+pub async fn run_client(cmd: Command) -> Vec<serde_json::Value> {
+    tokio::task::spawn_blocking(move || wait_client(cmd))
+        .await
+        .unwrap()
+}
+
+/// The lines of `run_client` that report a call (not the final summary).
+pub fn calls(lines: &[serde_json::Value]) -> Vec<&serde_json::Value> {
+    lines
+        .iter()
+        .filter(|l| l.get("summary").is_none())
+        .collect()
+}
+
+fn wait_client(mut cmd: Command) -> Vec<serde_json::Value> {
     cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
     let mut child = Peer(cmd.spawn().unwrap());
     let deadline = Instant::now() + Duration::from_secs(60);
