@@ -175,6 +175,16 @@ impl MetadataMatcher {
         }
     }
 
+    /// A matcher that holds when key `name` is present, whatever its value.
+    pub fn present(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            spec: MatchSpec::Present(true),
+            invert: false,
+            treat_missing_as_empty: false,
+        }
+    }
+
     /// Whether this matcher holds for `value` (the metadata value of [`MetadataMatcher::name`]).
     pub fn matches(&self, value: Option<&str>) -> bool {
         let value = match value {

@@ -92,7 +92,7 @@ impl CodecFactory for ListenerCodecs {
 mod tests {
     use std::sync::Mutex;
 
-    use meta_config::{Destination, MatchSpec, MetadataMatcher};
+    use meta_config::{Destination, MetadataMatcher};
 
     use super::*;
 
@@ -122,19 +122,13 @@ mod tests {
         }
     }
 
-    fn present(name: &str) -> MetadataMatcher {
-        MetadataMatcher {
-            name: name.into(),
-            spec: MatchSpec::Present(true),
-            invert: false,
-            treat_missing_as_empty: false,
-        }
-    }
-
     fn route(matchers: &[&str], hash: &[&str]) -> Route {
         Route {
             name: "r".into(),
-            matchers: matchers.iter().map(|m| present(m)).collect(),
+            matchers: matchers
+                .iter()
+                .map(|m| MetadataMatcher::present(*m))
+                .collect(),
             destination: Destination::Cluster("c".into()),
             request_mutation: vec![("x-written".into(), "v".into())],
             response_mutation: vec![("x-back".into(), "v".into())],

@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use meta_config::{
-    Cluster, Endpoint, GlobalRateLimit, MatchSpec, MetadataMatcher,
-    RateLimitDescriptor as DescriptorConfig,
+    Cluster, Endpoint, GlobalRateLimit, MetadataMatcher, RateLimitDescriptor as DescriptorConfig,
 };
 use meta_protocol::{ErrorKind, LocalReply, MessageKind, Metadata, Mutation, ReadKeys};
 
@@ -178,12 +177,7 @@ async fn descriptors_come_from_metadata_and_missing_ones_are_not_sent() {
 #[tokio::test]
 async fn only_matching_requests_are_checked() {
     let mut cfg = config(true);
-    cfg.matchers = vec![MetadataMatcher {
-        name: "method".into(),
-        spec: MatchSpec::Present(true),
-        invert: false,
-        treat_missing_as_empty: false,
-    }];
+    cfg.matchers = vec![MetadataMatcher::present("method")];
     cfg.descriptors.reverse(); // interface first: present on both requests
     let s = setup(cfg, Some(Ok(RateLimitDecision::OverLimit)), true);
     run(&s.filter, &[("interface", "org.Demo")]).await.unwrap();
@@ -258,12 +252,7 @@ async fn a_missing_cluster_or_client_is_a_service_failure() {
 #[test]
 fn reads_its_matchers_and_descriptor_properties_and_no_response_key() {
     let mut cfg = config(true);
-    cfg.matchers = vec![MetadataMatcher {
-        name: "Zone".into(),
-        spec: MatchSpec::Present(true),
-        invert: false,
-        treat_missing_as_empty: false,
-    }];
+    cfg.matchers = vec![MetadataMatcher::present("Zone")];
     let s = setup(cfg, Some(Ok(RateLimitDecision::Ok)), true);
     assert_eq!(
         s.filter.request_keys(),
